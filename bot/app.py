@@ -1,0 +1,174 @@
+"""Factories that build the bot, so the product, the tests and the benchmarks run the same code.
+
+`Services` is the container of long-lived dependencies; they reach handlers as Dispatcher kwargs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.i18n import PoI18n, create_i18n
+from bot.panel.client import PanelClient
+from bot.panel.sandbox import SandboxPanel
+from migrations import upgrade_database
+from storage.db import create_engine, create_session_factory
+from storage.fsm import SqlStorage
+
+log = logging.getLogger(__name__)
+OFFICIAL_API = "https://api.telegram.org"
+
+BackgroundJob = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Services:
+    """Everything that lives as long as the bot: settings, database, panel, catalog, tasks."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    panel: PanelClient
+    catalog: Catalog
+    i18n: PoI18n
+    sandbox: SandboxPanel | None = None
+    jobs: list[BackgroundJob] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def dispatcher_kwargs(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "sessions": self.sessions,
+            "panel": self.panel,
+            "catalog": self.catalog,
+            "services": self,
+        }
+
+    def start_background(self) -> None:
+        for job in self.jobs:
+            self._tasks.append(asyncio.create_task(job(), name=getattr(job, "__name__", "job")))
+
+    async def stop_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def close(self) -> None:
+        """Stop tasks, then close the panel session, the sandbox and the database."""
+        await self.stop_background()
+        await self.catalog.stop()
+        await self.panel.close()
+        if self.sandbox is not None:
+            await self.sandbox.stop()
+        await self.engine.dispose()
+
+
+async def create_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Open the database (applying migrations), the panel (or the sandbox) and the catalog."""
+    if migrate:
+        await upgrade_database(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sandbox: SandboxPanel | None = None
+    if settings.uses_sandbox:
+        sandbox = SandboxPanel()
+        panel_url = await sandbox.start(host="127.0.0.1", port=0)
+        panel_key: Any = sandbox.api_key
+        log.info("Using the built-in sandbox panel at %s", panel_url)
+    else:
+        panel_url, panel_key = settings.panel_api_url, settings.panel_api_key
+    panel = PanelClient(
+        panel_url, panel_key, timeout=settings.panel_timeout, max_rps=settings.panel_max_rps
+    )
+    catalog = Catalog(panel.services, ttl=settings.catalog_ttl)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        panel=panel,
+        catalog=catalog,
+        i18n=create_i18n(settings.default_language),
+        sandbox=sandbox,
+    )
+
+
+def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot:
+    """A Bot talking to TELEGRAM_API_URL (a self-hosted Bot API server or a test peer)."""
+    if session is None:
+        api_url = settings.telegram_api_url.rstrip("/")
+        session = AiohttpSession()
+        if api_url != OFFICIAL_API:
+            session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_fsm_storage(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> BaseStorage:
+    if settings.fsm_storage.startswith(("redis://", "rediss://")):
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(
+            settings.fsm_storage, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
+        )
+    return SqlStorage(sessions)
+
+
+def create_dispatcher(services: Services) -> Dispatcher:
+    """The dispatcher with its middlewares and routers, in the order they must run."""
+    from handlers import get_routers
+    from handlers.middlewares import AccessMiddleware, DbSessionMiddleware, LanguageMiddleware
+
+    dispatcher = Dispatcher(
+        storage=create_fsm_storage(services.settings, services.sessions),
+        **services.dispatcher_kwargs(),
+    )
+    dispatcher.update.outer_middleware(DbSessionMiddleware(services.sessions))
+    dispatcher.update.outer_middleware(AccessMiddleware(services.settings))
+    LanguageMiddleware(services.i18n).setup(dispatcher)
+    dispatcher.include_routers(*get_routers())
+    dispatcher.startup.register(_on_startup)
+    dispatcher.shutdown.register(_on_shutdown)
+    return dispatcher
+
+
+async def _on_startup(bot: Bot, services: Services) -> None:
+    await set_commands(bot, services.i18n)
+    services.start_background()
+
+
+async def _on_shutdown(services: Services) -> None:
+    await services.stop_background()
+
+
+async def set_commands(bot: Bot, i18n: PoI18n) -> None:
+    """The command menu, in English and, for Filipino clients, in Filipino."""
+    from handlers.common import command_menu
+
+    for language in ("en", "fil"):
+        with i18n.context(), i18n.use_locale(language):
+            commands = [BotCommand(command=name, description=text) for name, text in command_menu()]
+        await bot.set_my_commands(
+            commands,
+            scope=BotCommandScopeDefault(),
+            language_code=None if language == "en" else "tl",
+        )

@@ -1,0 +1,58 @@
+"""What `python -m bot` does: parse the command, load settings, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from bot.config import ConfigError, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="SMM panel Telegram bot")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "migrate", "playground"],
+        help="run the bot (default), apply database migrations, or start the offline playground",
+    )
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aiohttp's access log and aiogram's per-update lines are noise at INFO.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "playground":
+        from bot.playground.run import run_playground
+
+        return run_playground()
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"Configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    _configure_logging(settings.log_level)
+    if args.command == "migrate":
+        from migrations import upgrade_database_sync
+
+        upgrade_database_sync(settings.database_url)
+        print("Database is up to date.")
+        return 0
+    from bot.runner import run_bot
+
+    asyncio.run(run_bot(settings))
+    return 0
+

@@ -1,0 +1,166 @@
+"""Settings of the bot, read from the environment and an optional `.env` file.
+
+Every setting is documented in `.env.example`; a missing or malformed one stops start-up with one
+line naming the variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bot.db"
+SANDBOX = "sandbox"
+
+IdList = Annotated[list[int], NoDecode]
+WordList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """All settings; env names are the upper-case field names (`BOT_TOKEN`, `ADMIN_IDS`…)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Telegram
+    bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    # Panel (API v2). "sandbox" starts the built-in simulated panel.
+    panel_api_url: str = "https://pica-smm.com/api2/v2"
+    panel_api_key: SecretStr | None = None
+    panel_timeout: float = Field(30.0, gt=0)
+    panel_max_rps: float = Field(5.0, gt=0)
+    # Storage
+    database_url: str = DEFAULT_DATABASE_URL
+    fsm_storage: str = "database"
+    # Who may do what
+    admin_ids: IdList = []
+    allowed_user_ids: IdList = []
+    open_to_all: bool = False
+    notify_chat_ids: IdList = []
+    # Polling of order statuses
+    poll_interval: float = Field(60.0, gt=0)
+    poll_aging: str = "6h=300,24h=900,72h=3600"
+    notify_on: WordList = ["Completed", "Partial"]
+    # Conversation
+    default_language: Literal["en", "fil"] = "en"
+    catalog_ttl: float = Field(600.0, gt=0)
+    page_size: int = Field(8, ge=3, le=20)
+    currency: str = "USD"
+    # Money guards (off when unset)
+    low_balance_alert: Decimal | None = None
+    max_order_price: Decimal | None = None
+    user_daily_limit: Decimal | None = None
+    # Delivery limits (Telegram's are ~30/s overall, 1/s per chat, 20/min per group)
+    outbox_global_per_second: float = Field(30.0, gt=0)
+    outbox_chat_interval: float = Field(1.0, ge=0)
+    outbox_group_per_minute: float = Field(20.0, gt=0)
+    # Webhook mode (polling when WEBHOOK_URL is unset)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8443
+    # Offline playground
+    playground_port: int = 8080
+    log_level: str = "INFO"
+
+    @field_validator("admin_ids", "allowed_user_ids", "notify_chat_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return [value]
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("notify_on", mode="before")
+    @classmethod
+    def _split_words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("poll_aging")
+    @classmethod
+    def _check_aging(cls, value: str) -> str:
+        parse_poll_aging(value)
+        return value
+
+    @model_validator(mode="after")
+    def _panel_key_required(self) -> Settings:
+        if not self.uses_sandbox and self.panel_api_key is None:
+            raise ValueError("PANEL_API_KEY is missing (or set PANEL_API_URL=sandbox)")
+        return self
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.panel_api_url.strip().lower() == SANDBOX
+
+    @property
+    def poll_aging_schedule(self) -> list[tuple[float, float]]:
+        return parse_poll_aging(self.poll_aging)
+
+    def is_admin(self, user_id: int | None) -> bool:
+        return user_id is not None and user_id in self.admin_ids
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_poll_aging(value: str) -> list[tuple[float, float]]:
+    """Parse `6h=300,24h=900`: (order age in seconds, poll interval in seconds), by age."""
+    schedule: list[tuple[float, float]] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        age, _, interval = part.partition("=")
+        age = age.strip().lower()
+        unit = _UNITS.get(age[-1:])
+        number = age[:-1] if unit else age
+        try:
+            schedule.append((float(number) * (unit or 1), float(interval)))
+        except ValueError:
+            raise ValueError(f"bad entry {part.strip()!r}, expected like 6h=300") from None
+    return sorted(schedule)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = first.get("loc") or ()
+    name = str(loc[0]).upper() if loc else ""
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        return f"{name} is missing: set it in the environment or in .env (see .env.example)"
+    if not name:
+        return message
+    return f"{name} is invalid: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning any validation error into a one-line `ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a SQLite URL (None for in-memory or other databases)."""
+    prefix = "sqlite+aiosqlite:///"
+    if not database_url.startswith(prefix):
+        return None
+    path = database_url[len(prefix) :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None

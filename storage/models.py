@@ -1,0 +1,187 @@
+"""Database tables: chats, users, orders, refills, the outbox, FSM state and a small key-value."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.db import Money, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        Decimal: Money(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class SubmissionState(enum.StrEnum):
+    """Where an order is on its way to the panel (DESIGN, data flow step 2)."""
+
+    DRAFT = "draft"  # summary shown, waiting for Confirm
+    AWAITING_APPROVAL = "awaiting_approval"  # over a spending limit, waiting for an admin
+    SUBMITTING = "submitting"  # taken by one Confirm; `add` is in flight
+    PLACED = "placed"  # the panel answered with an order id
+    FAILED = "failed"  # the panel said no (or it was never sent)
+    UNKNOWN = "unknown"  # `add` may have reached the panel; an admin must reconcile
+    REJECTED = "rejected"  # an admin refused it
+    CANCELED = "canceled"  # the user dropped the draft
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    type: Mapped[str] = mapped_column(String(16), default="private")
+    title: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str | None] = mapped_column(String(8))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocked_at: Mapped[datetime | None]
+    notify: Mapped[bool] = mapped_column(Boolean, default=False)  # set by /notify_here
+    next_send_at: Mapped[datetime | None]  # per-chat pacing of the outbox
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    username: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str | None] = mapped_column(String(8))  # chosen with /language
+    telegram_language: Mapped[str | None] = mapped_column(String(16))
+    # Stored /allow (True) or /deny (False), on top of ALLOWED_USER_IDS; None = settings decide.
+    access: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_chat_created", "chat_id", "created_at"),
+        Index("ix_orders_poll", "poll_active", "next_poll_at"),
+        Index("ix_orders_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    panel_order_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    # A snapshot of the service as it was offered, so later catalog changes alter nothing here.
+    service_id: Mapped[int] = mapped_column(Integer)
+    service_name: Mapped[str] = mapped_column(String(512))
+    service_type: Mapped[str] = mapped_column(String(64))
+    service_rate: Mapped[Decimal]
+    category: Mapped[str] = mapped_column(String(255), default="")
+    can_refill: Mapped[bool] = mapped_column(Boolean, default=False)
+    can_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
+    link: Mapped[str | None] = mapped_column(Text)
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    runs: Mapped[int | None] = mapped_column(Integer)
+    interval: Mapped[int | None] = mapped_column(Integer)
+    # Type-specific fields of `add` (comments, usernames, answer_number, subscription fields…).
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    price: Mapped[Decimal]
+    charge: Mapped[Decimal | None]
+    currency: Mapped[str] = mapped_column(String(8), default="USD")
+    state: Mapped[str] = mapped_column(String(24), default=SubmissionState.DRAFT)
+    error: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(32))  # the panel's status
+    remains: Mapped[int | None] = mapped_column(BigInteger)
+    start_count: Mapped[int | None] = mapped_column(BigInteger)
+    # Polling: active until terminal (or the panel forgot the id); leased by one poller at a time.
+    poll_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    panel_missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_poll_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)  # admin who approved/rejected
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    placed_at: Mapped[datetime | None]
+
+    refills: Mapped[list[Refill]] = relationship(back_populates="order", lazy="raise")
+
+
+class Refill(Base):
+    __tablename__ = "refills"
+    __table_args__ = (Index("ix_refills_poll", "poll_active", "next_poll_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    panel_refill_id: Mapped[int] = mapped_column(BigInteger)
+    order_id: Mapped[int] = mapped_column(Integer, ForeignKey("orders.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32), default="Pending")
+    poll_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    next_poll_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    order: Mapped[Order] = relationship(back_populates="refills", lazy="raise")
+
+
+class OutboxMessage(Base):
+    """A message waiting to be sent; deleted only after Telegram accepted it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "not_before", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    text: Mapped[str] = mapped_column(Text)
+    reply_markup: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(24), default="notice")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FsmRecord(Base):
+    """aiogram FSM state and data for one storage key (see storage.fsm.SqlStorage)."""
+
+    __tablename__ = "fsm_state"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class KeyValue(Base):
+    """Small durable facts of the bot (low-balance alert sent, cached currency…)."""
+
+    __tablename__ = "kv"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,119 @@
+"""Orders and refills: drafts, the once-only submission, ownership-checked reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import utcnow
+from storage.models import Order, Refill, SubmissionState
+
+# What a chat sees in /orders: everything that left the draft stage.
+LISTED_STATES = (
+    SubmissionState.AWAITING_APPROVAL,
+    SubmissionState.SUBMITTING,
+    SubmissionState.PLACED,
+    SubmissionState.FAILED,
+    SubmissionState.UNKNOWN,
+    SubmissionState.REJECTED,
+)
+
+
+async def create_draft(session: AsyncSession, **values: Any) -> Order:
+    order = Order(state=SubmissionState.DRAFT, **values)
+    session.add(order)
+    await session.flush()
+    return order
+
+
+async def move_state(
+    session: AsyncSession,
+    order_id: int,
+    *,
+    expected: Sequence[str],
+    to: str,
+    chat_id: int | None = None,
+    **values: Any,
+) -> bool:
+    """Compare-and-set of the submission state: True only for the caller that won the change.
+
+    A second Confirm press, a stale button or a second instance sees `False` and does nothing.
+    """
+    statement = (
+        update(Order)
+        .where(Order.id == order_id, Order.state.in_([str(s) for s in expected]))
+        .values(state=str(to), updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
+    )
+    if chat_id is not None:
+        statement = statement.where(Order.chat_id == chat_id)
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def get_order(session: AsyncSession, order_id: int) -> Order | None:
+    return await session.get(Order, order_id, populate_existing=True)
+
+
+async def get_owned_order(session: AsyncSession, chat_id: int, order_id: int) -> Order | None:
+    """The order with this local id if `chat_id` owns it; None otherwise (same as missing)."""
+    result = await session.execute(
+        select(Order).where(Order.id == order_id, Order.chat_id == chat_id)
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_owned_by_panel_id(
+    session: AsyncSession, chat_id: int, panel_order_id: int
+) -> Order | None:
+    result = await session.execute(
+        select(Order).where(Order.panel_order_id == panel_order_id, Order.chat_id == chat_id)
+    )
+    return result.scalar_one_or_none()
+
+
+async def list_chat_orders(
+    session: AsyncSession, chat_id: int, *, offset: int, limit: int
+) -> tuple[Sequence[Order], int]:
+    """A page of the chat's orders, newest first, and how many there are in all."""
+    where = (Order.chat_id == chat_id, Order.state.in_([str(s) for s in LISTED_STATES]))
+    total = await session.scalar(select(func.count()).select_from(Order).where(*where))
+    result = await session.execute(
+        select(Order).where(*where).order_by(Order.id.desc()).offset(offset).limit(limit)
+    )
+    return result.scalars().all(), int(total or 0)
+
+
+async def orders_in_state(
+    session: AsyncSession, state: str, *, limit: int = 50
+) -> Sequence[Order]:
+    result = await session.execute(
+        select(Order).where(Order.state == str(state)).order_by(Order.id).limit(limit)
+    )
+    return result.scalars().all()
+
+
+async def add_refill(
+    session: AsyncSession, order_id: int, panel_refill_id: int, next_poll_at: datetime
+) -> Refill:
+    refill = Refill(
+        order_id=order_id,
+        panel_refill_id=panel_refill_id,
+        status="Pending",
+        poll_active=True,
+        next_poll_at=next_poll_at,
+    )
+    session.add(refill)
+    await session.flush()
+    return refill
+
+
+async def order_refills(session: AsyncSession, order_id: int) -> Sequence[Refill]:
+    result = await session.execute(
+        select(Refill).where(Refill.order_id == order_id).order_by(Refill.id)
+    )
+    return result.scalars().all()

@@ -1,0 +1,129 @@
+"""Storage on SQLite (and PostgreSQL in CI): migrations, exact money, FSM state, ownership."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from aiogram.fsm.storage.base import StorageKey
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import orders, people
+from storage.db import create_engine, create_session_factory
+from storage.fsm import SqlStorage
+from storage.models import Base, SubmissionState
+
+
+async def test_models_match_migrations(engine: AsyncEngine) -> None:
+    def diff(connection: object) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})  # type: ignore[arg-type]
+        return list(compare_metadata(context, Base.metadata))
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+
+
+async def test_sqlite_pragmas(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+    await engine.dispose()
+
+
+async def _draft(session: AsyncSession, chat_id: int = 10, price: str = "0.90") -> int:
+    await people.remember_chat(session, chat_id, "private", None)
+    await people.remember_user(session, chat_id, "u", "U", "en")
+    order = await orders.create_draft(
+        session,
+        chat_id=chat_id,
+        user_id=chat_id,
+        service_id=1448,
+        service_name="Followers",
+        service_type="Default",
+        service_rate=Decimal("0.90"),
+        link="https://instagram.com/x",
+        quantity=1000,
+        price=Decimal(price),
+        currency="USD",
+    )
+    return order.id
+
+
+async def test_money_reads_back_exactly(sessions: async_sessionmaker[AsyncSession]) -> None:
+    amount = "123456789012.34567"
+    async with sessions() as session, session.begin():
+        order_id = await _draft(session, price=amount)
+    async with sessions() as session:
+        order = await orders.get_order(session, order_id)
+        assert order is not None
+        assert order.price == Decimal(amount)
+        assert isinstance(order.price, Decimal)
+        assert order.service_rate == Decimal("0.90")
+
+
+async def test_submission_is_compare_and_set(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session, session.begin():
+        order_id = await _draft(session)
+    wins = []
+    for _ in range(2):
+        async with sessions() as session, session.begin():
+            wins.append(
+                await orders.move_state(
+                    session,
+                    order_id,
+                    expected=[SubmissionState.DRAFT],
+                    to=SubmissionState.SUBMITTING,
+                    chat_id=10,
+                )
+            )
+    assert wins == [True, False]
+
+
+async def test_other_chat_cannot_read_or_claim(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session, session.begin():
+        order_id = await _draft(session, chat_id=10)
+        await people.remember_chat(session, 20, "private", None)
+    async with sessions() as session, session.begin():
+        assert await orders.get_owned_order(session, 20, order_id) is None
+        assert await orders.get_owned_order(session, 10, order_id) is not None
+        claimed = await orders.move_state(
+            session, order_id, expected=["draft"], to="submitting", chat_id=20
+        )
+        assert not claimed
+
+
+async def test_fsm_state_survives_a_new_engine(database_url: str) -> None:
+    key = StorageKey(bot_id=1, chat_id=10, user_id=10)
+    engine = create_engine(database_url)
+    storage = SqlStorage(create_session_factory(engine))
+    await storage.set_state(key, "Ordering:quantity")
+    await storage.update_data(key, {"service_id": 1448, "link": "https://x.y/z"})
+    await engine.dispose()
+
+    engine = create_engine(database_url)
+    storage = SqlStorage(create_session_factory(engine))
+    assert await storage.get_state(key) == "Ordering:quantity"
+    assert await storage.get_data(key) == {"service_id": 1448, "link": "https://x.y/z"}
+    await storage.set_state(key, None)
+    assert await storage.get_state(key) is None
+    assert await storage.get_data(key) == {"service_id": 1448, "link": "https://x.y/z"}
+    await engine.dispose()
+
+
+async def test_blocked_mark_cleared_by_next_update(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session, session.begin():
+        await people.remember_chat(session, 30, "private", None)
+        await people.mark_chat_blocked(session, 30)
+    async with sessions() as session, session.begin():
+        chat = await people.get_chat(session, 30)
+        assert chat is not None and chat.blocked
+        await people.remember_chat(session, 30, "private", None)
+    async with sessions() as session:
+        chat = await people.get_chat(session, 30)
+        assert chat is not None and not chat.blocked
