@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +19,13 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.catalog import Catalog
 from bot.config import Settings
-from bot.i18n import PoI18n, create_i18n
+from bot.i18n import create_i18n
+from bot.ordering import Ordering
 from bot.panel.client import PanelClient
 from bot.panel.sandbox import SandboxPanel
 from migrations import upgrade_database
@@ -33,7 +35,7 @@ from storage.fsm import SqlStorage
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
 
-BackgroundJob = Callable[[], Awaitable[None]]
+BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     panel: PanelClient
     catalog: Catalog
-    i18n: PoI18n
+    i18n: I18n
+    ordering: Ordering
     sandbox: SandboxPanel | None = None
     jobs: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -56,6 +59,7 @@ class Services:
             "sessions": self.sessions,
             "panel": self.panel,
             "catalog": self.catalog,
+            "ordering": self.ordering,
             "services": self,
         }
 
@@ -98,10 +102,12 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         panel_url, panel_key, timeout=settings.panel_timeout, max_rps=settings.panel_max_rps
     )
     catalog = Catalog(panel.services, ttl=settings.catalog_ttl)
+    sessions = create_session_factory(engine)
     return Services(
         settings=settings,
         engine=engine,
-        sessions=create_session_factory(engine),
+        sessions=sessions,
+        ordering=Ordering(sessions, panel, settings),
         panel=panel,
         catalog=catalog,
         i18n=create_i18n(settings.default_language),
@@ -123,12 +129,15 @@ def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot
     )
 
 
-def create_fsm_storage(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> BaseStorage:
+def create_fsm_storage(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> BaseStorage:
     if settings.fsm_storage.startswith(("redis://", "rediss://")):
         from aiogram.fsm.storage.redis import RedisStorage
 
         return RedisStorage.from_url(
-            settings.fsm_storage, key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
+            settings.fsm_storage,
+            key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True),
         )
     return SqlStorage(sessions)
 
@@ -160,13 +169,15 @@ async def _on_shutdown(services: Services) -> None:
     await services.stop_background()
 
 
-async def set_commands(bot: Bot, i18n: PoI18n) -> None:
+async def set_commands(bot: Bot, i18n: I18n) -> None:
     """The command menu, in English and, for Filipino clients, in Filipino."""
     from handlers.common import command_menu
 
     for language in ("en", "fil"):
         with i18n.context(), i18n.use_locale(language):
-            commands = [BotCommand(command=name, description=text) for name, text in command_menu()]
+            commands = [
+                BotCommand(command=name, description=text) for name, text in command_menu()
+            ]
         await bot.set_my_commands(
             commands,
             scope=BotCommandScopeDefault(),

@@ -55,4 +55,3 @@ def main(argv: list[str]) -> int:
 
     asyncio.run(run_bot(settings))
     return 0
-

@@ -1,13 +1,13 @@
-"""Translations: gettext catalogs under bot/locales, compiled in memory when loaded.
+"""Translations: gettext catalogs under bot/locales, compiled when the bot starts.
 
-English text is the message id, so English needs no catalog; `fil` (Filipino) has one. Loading the
-`.po` source directly means a fresh clone needs no compile step and nothing binary is committed.
+English text is the message id, so English needs no catalog; `fil` (Filipino) has one. The `.po`
+sources are compiled into a temporary folder at start-up and loaded by aiogram's own `I18n`, so a
+fresh clone needs no compile step and nothing binary is committed.
 """
 
 from __future__ import annotations
 
-import gettext
-import io
+import tempfile
 from pathlib import Path
 
 from aiogram.utils.i18n import I18n
@@ -28,26 +28,20 @@ def language_of(telegram_code: str | None, default: str) -> str:
     return _ALIASES.get(telegram_code.split("-")[0].lower(), default)
 
 
-def compile_catalog(po_path: Path) -> gettext.GNUTranslations:
-    with po_path.open("rb") as source:
-        catalog = read_po(source)
-    buffer = io.BytesIO()
-    write_mo(buffer, catalog)
-    buffer.seek(0)
-    return gettext.GNUTranslations(buffer)
+def compile_catalogs(source: Path, target: Path) -> None:
+    """Compile every `<lang>/LC_MESSAGES/messages.po` under `source` into `target`."""
+    for po_path in sorted(source.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
+        language = po_path.parent.parent.name
+        mo_path = target / language / "LC_MESSAGES" / f"{DOMAIN}.mo"
+        mo_path.parent.mkdir(parents=True, exist_ok=True)
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=None)
+        with mo_path.open("wb") as mo_file:
+            write_mo(mo_file, catalog)
 
 
-class PoI18n(I18n):
-    """aiogram's I18n, reading `.po` files instead of compiled `.mo` files."""
-
-    def find_locales(self) -> dict[str, gettext.GNUTranslations]:
-        translations: dict[str, gettext.GNUTranslations] = {}
-        for folder in sorted(self.path.iterdir()):
-            po_path = folder / "LC_MESSAGES" / f"{self.domain}.po"
-            if po_path.exists():
-                translations[folder.name] = compile_catalog(po_path)
-        return translations
-
-
-def create_i18n(default_language: str = "en") -> PoI18n:
-    return PoI18n(path=LOCALES_DIR, default_locale=default_language, domain=DOMAIN)
+def create_i18n(default_language: str = "en") -> I18n:
+    with tempfile.TemporaryDirectory(prefix="smm-bot-locales-") as folder:
+        compile_catalogs(LOCALES_DIR, Path(folder))
+        # I18n reads the compiled catalogs into memory here; the folder can go afterwards.
+        return I18n(path=folder, default_locale=default_language, domain=DOMAIN)

@@ -36,8 +36,8 @@ async def _run_webhook(bot: Bot, dispatcher: Dispatcher, services: Services) -> 
     import asyncio
     import signal
 
-    from aiohttp import web
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiohttp import web
 
     settings = services.settings
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None

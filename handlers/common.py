@@ -9,14 +9,22 @@ from aiogram import F, Router, html
 from aiogram.filters import Command, CommandStart
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, ErrorEvent, InlineKeyboardButton, InlineKeyboardMarkup
-from aiogram.types import Message
+from aiogram.types import (
+    CallbackQuery,
+    ErrorEvent,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+)
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.access import Access
 from bot.i18n import LANGUAGES
+from handlers.filters import menu_text
 from storage import people
 
 router: Final[Router] = Router(name=__name__)
@@ -71,7 +79,17 @@ def help_text(access: Access | None) -> str:
 async def start(message: Message, state: FSMContext, access: Access | None) -> None:
     await state.clear()
     name = html.quote(message.from_user.first_name) if message.from_user else ""
-    await message.answer(_("Hello, {name}!").format(name=name) + "\n\n" + help_text(access))
+    text = _("Hello, {name}!").format(name=name) + "\n\n" + help_text(access)
+    menu = None
+    if message.chat.type == "private" and access is not None and access.may_order:
+        menu = ReplyKeyboardMarkup(
+            keyboard=[
+                [KeyboardButton(text=menu_text("order")), KeyboardButton(text=menu_text("orders"))]
+            ],
+            resize_keyboard=True,
+            is_persistent=True,
+        )
+    await message.answer(text, reply_markup=menu)
 
 
 @router.message(Command("help"))

@@ -24,9 +24,7 @@ class DbSessionMiddleware(BaseMiddleware):
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = session_factory
 
-    async def __call__(
-        self, handler: Handler, event: TelegramObject, data: dict[str, Any]
-    ) -> Any:
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         async with self._sessions() as session:
             data["session"] = session
             result = await handler(event, data)
@@ -40,9 +38,7 @@ class AccessMiddleware(BaseMiddleware):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def __call__(
-        self, handler: Handler, event: TelegramObject, data: dict[str, Any]
-    ) -> Any:
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = data.get("event_from_user")
         chat = data.get("event_chat")
         session: AsyncSession = data["session"]
@@ -61,6 +57,8 @@ class AccessMiddleware(BaseMiddleware):
         else:
             data["access"] = None
             data["language"] = self._settings.default_language
+        # Release SQLite's write lock now: the handler's services write in sessions of their own.
+        await session.commit()
         return await handler(event, data)
 
 

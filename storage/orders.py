@@ -117,3 +117,13 @@ async def order_refills(session: AsyncSession, order_id: int) -> Sequence[Refill
         select(Refill).where(Refill.order_id == order_id).order_by(Refill.id)
     )
     return result.scalars().all()
+
+
+async def poll_soon(session: AsyncSession, order_id: int) -> None:
+    """Make an order due for the poller now (after a cancel, the panel's status follows)."""
+    await session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(poll_active=True, next_poll_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -55,3 +55,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 __all__ = ["Base"]
+
+
+@pytest.fixture
+async def running_bot(tmp_path: Path) -> AsyncIterator[object]:
+    """The bot running against the Telegram emulator and the sandbox panel (default settings)."""
+    from tests.harness import start_bot, stop_bot
+
+    harness = await start_bot(tmp_path)
+    yield harness
+    await stop_bot(harness)

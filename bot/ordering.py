@@ -1,0 +1,363 @@
+"""Placing orders exactly once, and the actions on placed orders (refresh, refill, cancel).
+
+Every action takes the chat that asks and checks that it owns the order: an order of another chat
+is answered exactly like a missing one. `add` is called once per draft and never retried
+(DESIGN, data flow step 2): a blind retry is how other bots double-charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.forms import add_arguments, order_price, order_quantity
+from bot.panel.client import PanelClient
+from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
+from bot.panel.models import (
+    OrderStatus,
+    OrderStatusResult,
+    Service,
+    is_terminal_order_status,
+)
+from storage import orders as order_store
+from storage.db import utcnow
+from storage.models import Order, Refill, SubmissionState
+
+log = logging.getLogger(__name__)
+
+# `add` arguments that also get a column of their own (shown in cards, counted in stats).
+_COLUMN_ARGUMENTS = ("link", "quantity", "runs", "interval")
+CURRENCY_TTL = 3600.0
+REFILLABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
+
+
+class Outcome(enum.StrEnum):
+    PLACED = "placed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    FAILED = "failed"  # the panel said no: `error` has its message
+    UNAVAILABLE = "unavailable"  # the request never reached the panel; nothing was ordered
+    UNKNOWN = "unknown"  # the request may have reached the panel
+    TAKEN = "taken"  # already confirmed (second press, another instance) or dropped
+    GONE = "gone"  # no such draft in this chat
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    outcome: Outcome
+    order: Order | None = None
+    error: str | None = None
+
+
+class OrderActionError(Exception):
+    """A refill or cancel the panel (or the order's service) does not allow; `code` says why."""
+
+    def __init__(self, code: str, panel_message: str | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.panel_message = panel_message
+
+
+class Ordering:
+    """The ordering service used by the handlers; owns no Telegram code."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        panel: PanelClient,
+        settings: Settings,
+    ) -> None:
+        self._sessions = sessions
+        self._panel = panel
+        self._settings = settings
+        self._currency: tuple[str, float] | None = None
+
+    # --- money ---------------------------------------------------------------------------
+
+    async def currency(self) -> str:
+        """The panel's currency from its `balance` answer, cached; the setting as a fallback."""
+        now = time.monotonic()
+        if self._currency and now - self._currency[1] < CURRENCY_TTL:
+            return self._currency[0]
+        try:
+            currency = (await self._panel.balance()).currency or self._settings.currency
+        except (PanelError, PanelUnavailable):
+            return self._currency[0] if self._currency else self._settings.currency
+        self._currency = (currency, now)
+        return currency
+
+    def remember_currency(self, currency: str) -> None:
+        self._currency = (currency, time.monotonic())
+
+    # --- drafts and placement -------------------------------------------------------------
+
+    async def create_draft(
+        self, chat_id: int, user_id: int, service: Service, answers: dict[str, Any]
+    ) -> Order:
+        """The order as the confirmation shows it: a snapshot of the service and the price."""
+        # `fields` keeps the exact `add` arguments; the columns are for display and stats.
+        arguments = add_arguments(service, answers)
+        columns = {name: arguments.get(name) for name in _COLUMN_ARGUMENTS}
+        columns["quantity"] = order_quantity(service, answers)
+        async with self._sessions() as session, session.begin():
+            return await order_store.create_draft(
+                session,
+                chat_id=chat_id,
+                user_id=user_id,
+                service_id=service.id,
+                service_name=service.name,
+                service_type=service.type,
+                service_rate=service.rate,
+                category=service.category,
+                can_refill=service.refill,
+                can_cancel=service.cancel,
+                fields=arguments,
+                price=order_price(service, answers),
+                currency=await self.currency(),
+                **columns,
+            )
+
+    async def confirm(
+        self, chat_id: int, user_id: int, order_id: int, *, is_admin: bool
+    ) -> Placement:
+        """Confirm a draft: over a spending limit it waits for an admin, else it is placed.
+
+        Only the user who filled the form may confirm it (in a group, others see it as gone).
+        """
+        async with self._sessions() as session, session.begin():
+            order = await order_store.get_owned_order(session, chat_id, order_id)
+            if order is None or order.user_id != user_id:
+                return Placement(Outcome.GONE)
+            if order.state != SubmissionState.DRAFT:
+                return Placement(Outcome.TAKEN, order)
+            if await self._needs_approval(session, order, is_admin=is_admin):
+                moved = await order_store.move_state(
+                    session,
+                    order_id,
+                    expected=[SubmissionState.DRAFT],
+                    to=SubmissionState.AWAITING_APPROVAL,
+                    chat_id=chat_id,
+                )
+                outcome = Outcome.AWAITING_APPROVAL if moved else Outcome.TAKEN
+                return Placement(outcome, await order_store.get_order(session, order_id))
+            won = await order_store.move_state(
+                session,
+                order_id,
+                expected=[SubmissionState.DRAFT],
+                to=SubmissionState.SUBMITTING,
+                chat_id=chat_id,
+            )
+        if not won:
+            return Placement(Outcome.TAKEN, order)
+        return await self._submit(order_id)
+
+    async def drop_draft(self, chat_id: int, order_id: int) -> bool:
+        async with self._sessions() as session, session.begin():
+            return await order_store.move_state(
+                session,
+                order_id,
+                expected=[SubmissionState.DRAFT],
+                to=SubmissionState.CANCELED,
+                chat_id=chat_id,
+            )
+
+    async def decide(self, order_id: int, admin_id: int, *, approve: bool) -> Placement:
+        """An admin's decision on an order waiting for approval; the first decision wins."""
+        target = SubmissionState.SUBMITTING if approve else SubmissionState.REJECTED
+        async with self._sessions() as session, session.begin():
+            won = await order_store.move_state(
+                session,
+                order_id,
+                expected=[SubmissionState.AWAITING_APPROVAL],
+                to=target,
+                decided_by=admin_id,
+            )
+            order = await order_store.get_order(session, order_id)
+        if order is None:
+            return Placement(Outcome.GONE)
+        if not won:
+            return Placement(Outcome.TAKEN, order)
+        if not approve:
+            return Placement(Outcome.FAILED, order, error="rejected")
+        return await self._submit(order_id)
+
+    async def _needs_approval(
+        self, session: AsyncSession, order: Order, *, is_admin: bool
+    ) -> bool:
+        limit = self._settings.max_order_price
+        if limit is not None and order.price > limit:
+            return True
+        daily = self._settings.user_daily_limit
+        if daily is None or is_admin:
+            return False
+        spent = await self._spent_today(session, order.user_id)
+        return spent + order.price > daily
+
+    async def _spent_today(self, session: AsyncSession, user_id: int) -> Decimal:
+        midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        counted = [
+            SubmissionState.AWAITING_APPROVAL,
+            SubmissionState.SUBMITTING,
+            SubmissionState.PLACED,
+            SubmissionState.UNKNOWN,
+        ]
+        result = await session.execute(
+            select(Order.price).where(
+                Order.user_id == user_id,
+                Order.state.in_([str(s) for s in counted]),
+                Order.created_at >= midnight,
+            )
+        )
+        return sum(result.scalars().all(), Decimal(0))
+
+    async def _submit(self, order_id: int) -> Placement:
+        """The one `add` call of a draft that this caller moved to `submitting`."""
+        async with self._sessions() as session:
+            order = await order_store.get_order(session, order_id)
+        assert order is not None and order.state == SubmissionState.SUBMITTING
+        try:
+            panel_order_id = await self._panel.add(order.service_id, **dict(order.fields))
+        except PanelError as error:
+            return await self._finish(order_id, SubmissionState.FAILED, error=error.message)
+        except OrderOutcomeUnknown as error:
+            log.warning("order %s: outcome unknown (%s)", order_id, error)
+            return await self._finish(order_id, SubmissionState.UNKNOWN, error=str(error))
+        except PanelUnavailable as error:
+            # Refused before sending: nothing was ordered, so the draft may be confirmed again.
+            log.info("order %s: panel unreachable (%s)", order_id, error)
+            placement = await self._finish(order_id, SubmissionState.DRAFT)
+            return Placement(Outcome.UNAVAILABLE, placement.order)
+        except asyncio.CancelledError:
+            # Stopped while `add` was in flight: it may have reached the panel.
+            await asyncio.shield(self._finish(order_id, SubmissionState.UNKNOWN, error="stopped"))
+            raise
+        return await self._record_placed(order_id, panel_order_id)
+
+    async def _record_placed(self, order_id: int, panel_order_id: int) -> Placement:
+        now = utcnow()
+        values = {
+            "panel_order_id": panel_order_id,
+            "placed_at": now,
+            "status": str(OrderStatus.PENDING),
+            "poll_active": True,
+            "next_poll_at": now + timedelta(seconds=self._settings.poll_interval),
+        }
+        try:
+            return await self._finish(order_id, SubmissionState.PLACED, **values)
+        except IntegrityError:
+            # The panel gave an id we already hold: never guess, let an admin reconcile.
+            log.error("order %s: panel id %s is already recorded", order_id, panel_order_id)
+            return await self._finish(
+                order_id, SubmissionState.UNKNOWN, error=f"duplicate panel id {panel_order_id}"
+            )
+
+    async def _finish(self, order_id: int, state: SubmissionState, **values: Any) -> Placement:
+        async with self._sessions() as session, session.begin():
+            await order_store.move_state(
+                session, order_id, expected=[SubmissionState.SUBMITTING], to=state, **values
+            )
+            order = await order_store.get_order(session, order_id)
+        outcome = {
+            SubmissionState.PLACED: Outcome.PLACED,
+            SubmissionState.UNKNOWN: Outcome.UNKNOWN,
+        }.get(state, Outcome.FAILED)
+        return Placement(outcome, order, error=values.get("error"))
+
+    # --- placed orders --------------------------------------------------------------------
+
+    async def list_orders(self, chat_id: int, *, page: int, size: int) -> tuple[list[Order], int]:
+        async with self._sessions() as session:
+            found, total = await order_store.list_chat_orders(
+                session, chat_id, offset=max(page, 0) * size, limit=size
+            )
+        return list(found), total
+
+    async def find(self, chat_id: int, order_id: int) -> Order | None:
+        async with self._sessions() as session:
+            return await order_store.get_owned_order(session, chat_id, order_id)
+
+    async def find_by_panel_id(self, chat_id: int, panel_order_id: int) -> Order | None:
+        async with self._sessions() as session:
+            return await order_store.get_owned_by_panel_id(session, chat_id, panel_order_id)
+
+    async def refresh(self, chat_id: int, order_id: int) -> Order | None:
+        """Ask the panel for a placed, unfinished order's status and store it."""
+        order = await self.find(chat_id, order_id)
+        if order is None or not _is_open(order) or order.panel_order_id is None:
+            return order
+        try:
+            result = await self._panel.status(order.panel_order_id)
+        except (PanelError, PanelUnavailable) as error:
+            log.info("refresh of order %s failed: %s", order_id, type(error).__name__)
+            return order
+        async with self._sessions() as session, session.begin():
+            await self._store_status(session, order, result)
+            return await order_store.get_order(session, order_id)
+
+    async def _store_status(
+        self, session: AsyncSession, order: Order, result: OrderStatusResult
+    ) -> None:
+        from bot.poller import record_status
+
+        await record_status(session, self._settings, order, result, announce_owner=False)
+
+    async def request_refill(self, chat_id: int, order_id: int) -> Refill:
+        order = await self.find(chat_id, order_id)
+        if order is None or order.panel_order_id is None:
+            raise OrderActionError("not_found")
+        if not order.can_refill:
+            raise OrderActionError("refill_not_supported")
+        if order.status not in REFILLABLE:
+            raise OrderActionError("refill_not_yet")
+        try:
+            refill_id = await self._panel.refill(order.panel_order_id)
+        except PanelError as error:
+            raise OrderActionError("panel_refused", error.message) from None
+        except PanelUnavailable:
+            raise OrderActionError("panel_unavailable") from None
+        next_poll = utcnow() + timedelta(seconds=self._settings.poll_interval)
+        async with self._sessions() as session, session.begin():
+            return await order_store.add_refill(session, order.id, refill_id, next_poll)
+
+    async def cancel_order(self, chat_id: int, order_id: int) -> Order:
+        order = await self.find(chat_id, order_id)
+        if order is None or order.panel_order_id is None:
+            raise OrderActionError("not_found")
+        if not order.can_cancel:
+            raise OrderActionError("cancel_not_supported")
+        if not _is_open(order):
+            raise OrderActionError("already_finished")
+        try:
+            results = await self._panel.cancel([order.panel_order_id])
+        except PanelError as error:
+            raise OrderActionError("panel_refused", error.message) from None
+        except PanelUnavailable:
+            raise OrderActionError("panel_unavailable") from None
+        result = results.get(order.panel_order_id)
+        if result is None or not result.ok:
+            raise OrderActionError("panel_refused", result.error if result else None)
+        # The panel's own status follows; poll it soon rather than at the order's usual pace.
+        async with self._sessions() as session, session.begin():
+            await order_store.poll_soon(session, order.id)
+        return order
+
+    async def refills_of(self, chat_id: int, order_id: int) -> list[Refill]:
+        async with self._sessions() as session:
+            order = await order_store.get_owned_order(session, chat_id, order_id)
+            if order is None:
+                return []
+            return list(await order_store.order_refills(session, order.id))
+
+
+def _is_open(order: Order) -> bool:
+    return order.state == SubmissionState.PLACED and not is_terminal_order_status(order.status)

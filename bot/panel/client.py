@@ -1,0 +1,336 @@
+"""Async client of an SMM panel's API v2: one POST endpoint, form fields ``key`` and ``action``.
+
+Read-only calls retry transient failures; calls that change things (add, refill, cancel) never do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import date
+from functools import partial
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from pydantic import SecretStr
+
+from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
+from bot.panel.models import (
+    Balance,
+    CancelResult,
+    OrderStatusResult,
+    RefillResult,
+    RefillStatusResult,
+    Service,
+    decode_json,
+    read_balance,
+    read_cancels,
+    read_order_id,
+    read_refill_id,
+    read_refill_status,
+    read_refill_statuses,
+    read_refills,
+    read_services,
+    read_status,
+    read_statuses,
+)
+
+log = logging.getLogger("bot.panel")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BATCH_SIZE = 100  # the API's limit of ids per multi-id call
+
+ListField = str | Sequence[str]
+
+
+class PanelClient:
+    """One panel account: a lazily created, reused aiohttp session, rate-limited per key."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str | SecretStr,
+        *,
+        timeout: float = 30.0,
+        max_rps: float = 5.0,
+        max_concurrency: int = 4,
+        retries: int = 3,
+        retry_backoff: float = 0.5,
+    ) -> None:
+        if max_rps <= 0 or max_concurrency < 1 or retries < 0 or timeout <= 0:
+            raise ValueError("timeout and max_rps must be > 0, max_concurrency >= 1, retries >= 0")
+        self._url = api_url
+        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
+        self._limiter = (
+            AsyncLimiter(max_rps, 1.0) if max_rps >= 1 else AsyncLimiter(1, 1.0 / max_rps)
+        )
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._retries = retries
+        self._retry_backoff = retry_backoff
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def api_url(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"PanelClient(api_url={self._url!r}, api_key=SecretStr('**********'))"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # --- the API ----------------------------------------------------------------------------
+
+    async def balance(self) -> Balance:
+        return await self._call("balance", {}, read_balance, read_only=True)
+
+    async def services(self) -> list[Service]:
+        return await self._call("services", {}, read_services, read_only=True)
+
+    async def add(
+        self,
+        service: int,
+        *,
+        link: str | None = None,
+        quantity: int | None = None,
+        runs: int | None = None,
+        interval: int | None = None,
+        comments: ListField | None = None,
+        usernames: ListField | None = None,
+        hashtags: ListField | None = None,
+        hashtag: str | None = None,
+        username: str | None = None,
+        media: str | None = None,
+        answer_number: int | str | None = None,
+        groups: ListField | None = None,
+        keywords: ListField | None = None,
+        min: int | None = None,
+        max: int | None = None,
+        posts: int | None = None,
+        old_posts: int | None = None,
+        delay: int | None = None,
+        expiry: str | date | None = None,
+    ) -> int:
+        """Place an order; the panel's order id. Sent once, never retried.
+
+        Raises PanelError when the panel refuses, OrderOutcomeUnknown when the request may
+        have reached the panel but no answer was understood, PanelUnavailable when it
+        could not be sent at all.
+        """
+        fields = form_fields(
+            service=service, link=link, quantity=quantity, runs=runs, interval=interval,
+            comments=comments, usernames=usernames, hashtags=hashtags, hashtag=hashtag,
+            username=username, media=media, answer_number=answer_number, groups=groups,
+            keywords=keywords, min=min, max=max, posts=posts, old_posts=old_posts,
+            delay=delay, expiry=expiry,
+        )  # fmt: skip
+        return await self._call("add", fields, read_order_id, read_only=False)
+
+    async def status(self, order: int) -> OrderStatusResult:
+        parse = partial(read_status, int(order))
+        return await self._call("status", {"order": str(order)}, parse, read_only=True)
+
+    async def statuses(self, orders: Iterable[int]) -> dict[int, OrderStatusResult]:
+        async def chunk_call(chunk: list[int]) -> dict[int, OrderStatusResult]:
+            parse = partial(read_statuses, chunk)
+            return await self._call("status", _ids_field(chunk), parse, read_only=True)
+
+        return await self._batched(
+            orders, chunk_call, lambda order, error: OrderStatusResult(order=order, error=error)
+        )
+
+    async def refill(self, order: int) -> int:
+        return await self._call("refill", {"order": str(order)}, read_refill_id, read_only=False)
+
+    async def refills(self, orders: Iterable[int]) -> dict[int, RefillResult]:
+        async def chunk_call(chunk: list[int]) -> dict[int, RefillResult]:
+            parse = partial(read_refills, chunk)
+            return await self._call("refill", _ids_field(chunk), parse, read_only=False)
+
+        return await self._batched(
+            orders, chunk_call, lambda order, error: RefillResult(order=order, error=error)
+        )
+
+    async def refill_status(self, refill: int) -> RefillStatusResult:
+        parse = partial(read_refill_status, int(refill))
+        return await self._call("refill_status", {"refill": str(refill)}, parse, read_only=True)
+
+    async def refill_statuses(self, refills: Iterable[int]) -> dict[int, RefillStatusResult]:
+        async def chunk_call(chunk: list[int]) -> dict[int, RefillStatusResult]:
+            parse = partial(read_refill_statuses, chunk)
+            fields = _ids_field(chunk, name="refills")
+            return await self._call("refill_status", fields, parse, read_only=True)
+
+        return await self._batched(
+            refills,
+            chunk_call,
+            lambda refill, error: RefillStatusResult(refill=refill, error=error),
+        )
+
+    async def cancel(self, orders: Iterable[int]) -> dict[int, CancelResult]:
+        async def chunk_call(chunk: list[int]) -> dict[int, CancelResult]:
+            parse = partial(read_cancels, chunk)
+            return await self._call("cancel", _ids_field(chunk), parse, read_only=False)
+
+        return await self._batched(
+            orders, chunk_call, lambda order, error: CancelResult(order=order, error=error)
+        )
+
+    # --- batching -----------------------------------------------------------------------------
+
+    async def _batched(
+        self,
+        ids: Iterable[int],
+        chunk_call: Callable[[list[int]], Awaitable[dict[int, R]]],
+        failed_item: Callable[[int, str], R],
+    ) -> dict[int, R]:
+        """Dedupe, split into calls of ≤100 ids run concurrently (bounded by the semaphore).
+
+        If every chunk fails the call raises; otherwise the ids of a failed chunk carry the
+        failure as their error, so the answers of the other chunks are not lost.
+        """
+        unique = list(dict.fromkeys(int(i) for i in ids))
+        chunks = [unique[i : i + BATCH_SIZE] for i in range(0, len(unique), BATCH_SIZE)]
+        if not chunks:
+            return {}
+        outcomes = await asyncio.gather(*map(chunk_call, chunks), return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, (PanelError, PanelUnavailable)):
+                raise failure  # a bug or a cancellation, not an answer of the panel
+        if failures and len(failures) == len(chunks):
+            raise failures[0]
+        results: dict[int, R] = {}
+        for chunk, outcome in zip(chunks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("%d of %d ids failed: %s", len(chunk), len(unique), outcome)
+                results.update({i: failed_item(i, str(outcome)) for i in chunk})
+            else:
+                results.update(outcome)
+        return {i: results[i] for i in unique}
+
+    # --- transport ----------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        parse: Callable[[Any], T],
+        *,
+        read_only: bool,
+    ) -> T:
+        """One logical call: read-only ones retry PanelUnavailable with exponential backoff."""
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(action, fields, parse)
+            except PanelUnavailable as exc:
+                if not read_only or attempt >= self._retries:
+                    raise
+                delay = self._retry_backoff * 2**attempt
+                attempt += 1
+                log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self._retries, delay)
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, action: str, fields: Mapping[str, str], parse: Callable[[Any], T]
+    ) -> T:
+        # After an add was sent, any failure leaves the order's existence unknown.
+        fail = OrderOutcomeUnknown if action == "add" else PanelUnavailable
+        status, text = await self._post(action, fields, fail)
+        data = _decode(action, status, text, fail)
+        try:
+            return parse(data)
+        except ValueError as exc:
+            log.debug("action=%s: unexpected answer shape: %s", action, exc)
+            raise fail("unexpected answer shape", action=action) from None
+
+    async def _post(
+        self, action: str, fields: Mapping[str, str], fail: type[PanelUnavailable]
+    ) -> tuple[int, str]:
+        body = {"key": self._key.get_secret_value(), "action": action, **fields}
+        session = self._get_session()
+        async with self._slots:
+            await self._limiter.acquire()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                async with session.post(self._url, data=body, allow_redirects=False) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # The connection was never made, so nothing was sent: safe to call it plain.
+                raise PanelUnavailable(
+                    f"cannot connect ({type(exc).__name__})", action=action
+                ) from exc
+            except TimeoutError as exc:
+                raise fail("timeout", action=action) from exc
+            except aiohttp.ClientError as exc:
+                raise fail(f"connection error ({type(exc).__name__})", action=action) from exc
+        log.debug(
+            "action=%s -> HTTP %d, %d bytes in %.3fs", action, status, len(raw),
+            loop.time() - started,
+        )  # fmt: skip
+        return status, raw.decode("utf-8-sig", errors="replace")
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+
+def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -> Any:
+    """HTTP status and body → decoded JSON, PanelError for ``{"error"}``, else ``fail``."""
+    if 300 <= status < 400:
+        raise fail(f"HTTP {status} redirect (not followed)", action=action)
+    if status >= 500 or status == 429:
+        raise fail(f"HTTP {status}", action=action)
+    try:
+        data = decode_json(text)
+    except ValueError:
+        kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
+        raise fail(f"{kind} (HTTP {status})", action=action) from None
+    if isinstance(data, dict) and "error" in data:
+        raise PanelError(str(data["error"]), action=action)
+    if status != 200:
+        raise fail(f"HTTP {status}", action=action)
+    return data
+
+
+def _ids_field(ids: Sequence[int], name: str = "orders") -> dict[str, str]:
+    return {name: ",".join(map(str, ids))}
+
+
+def form_fields(**values: object) -> dict[str, str]:
+    """The form of an ``add``: None is not sent, lists are joined by newlines, dates d/m/Y."""
+    form: dict[str, str] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, date):
+            form[name] = value.strftime("%d/%m/%Y")
+        elif isinstance(value, (list, tuple)):
+            form[name] = "\n".join(str(item) for item in value)
+        else:
+            form[name] = str(value)
+    return form

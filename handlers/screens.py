@@ -1,0 +1,73 @@
+"""Showing a step: edit in place when the content changed, ForceReply prompts in groups."""
+
+from __future__ import annotations
+
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import (
+    CallbackQuery,
+    ForceReply,
+    InaccessibleMessage,
+    InlineKeyboardMarkup,
+    Message,
+    User,
+)
+
+
+def _same(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> bool:
+    current = message.html_text if message.text else ""
+    return current == text and message.reply_markup == markup
+
+
+async def replace(
+    query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Show `text` in the pressed message; never re-edit it to identical content."""
+    message = query.message
+    if message is None or isinstance(message, InaccessibleMessage):
+        if query.from_user and query.bot:
+            await query.bot.send_message(query.from_user.id, text, reply_markup=markup)
+        return
+    if _same(message, text, markup):
+        return
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as error:
+        if "message is not modified" not in error.message:
+            raise
+
+
+async def drop_buttons(query: CallbackQuery) -> None:
+    """Remove the buttons of a message whose step is over (so they cannot be pressed again)."""
+    message = query.message
+    if isinstance(message, Message) and message.reply_markup is not None:
+        try:
+            await message.edit_reply_markup(reply_markup=None)
+        except TelegramBadRequest as error:
+            if "message is not modified" not in error.message:
+                raise
+
+
+async def ask(
+    chat_message: Message,
+    user: User | None,
+    text: str,
+    markup: InlineKeyboardMarkup | None,
+) -> None:
+    """Ask for typed input in the chat of `chat_message`.
+
+    In groups the question is a ForceReply (so the answer reaches the bot under privacy mode),
+    addressed to the user — as a reply to their message, or with a mention when the step came
+    from a button — and the step's buttons go on a message of their own.
+    """
+    if chat_message.chat.type == "private":
+        await chat_message.answer(text, reply_markup=markup)
+        return
+    force = ForceReply(selective=True)
+    from_user = chat_message.from_user
+    if from_user is not None and not from_user.is_bot:
+        await chat_message.reply(text, reply_markup=force)
+    else:
+        mention = user.mention_html() if user is not None else ""
+        await chat_message.answer(f"{mention} {text}".strip(), reply_markup=force)
+    if markup is not None:
+        await chat_message.answer("⬇️", reply_markup=markup)

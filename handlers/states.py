@@ -1,0 +1,11 @@
+"""Conversation states (stored in the database, so a half-filled order survives a restart)."""
+
+from __future__ import annotations
+
+from aiogram.fsm.state import State, StatesGroup
+
+
+class OrderForm(StatesGroup):
+    searching = State()  # waiting for a search query
+    answering = State()  # one step of the service's form; the step is in the FSM data
+    confirming = State()  # the summary with Confirm / Cancel is shown

@@ -1,0 +1,272 @@
+"""Every sentence the ordering conversation shows, localized, with user text HTML-escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+from typing import Any
+
+from aiogram.utils.i18n import gettext as _
+
+from bot.forms import FormError, bounds_for, price_basis
+from bot.money import format_money
+from bot.panel.models import OrderStatus, Service
+from storage.models import Order, Refill, SubmissionState
+
+# Known panel refusals get a sentence of our own; anything else is quoted.
+NOT_ENOUGH_FUNDS = "not enough funds"
+
+
+def status_label(status: str | None) -> str:
+    labels: dict[str, str] = {
+        OrderStatus.PENDING: _("Pending"),
+        OrderStatus.IN_PROGRESS: _("In progress"),
+        OrderStatus.PROCESSING: _("Processing"),
+        OrderStatus.COMPLETED: _("Completed"),
+        OrderStatus.PARTIAL: _("Partial"),
+        OrderStatus.CANCELED: _("Canceled"),
+    }
+    if status is None:
+        return "—"
+    return labels.get(status, escape(status))
+
+
+def state_label(order: Order) -> str:
+    """What a customer should read about an order, whatever stage it is at."""
+    if order.state == SubmissionState.PLACED:
+        return status_label(order.status)
+    labels = {
+        SubmissionState.AWAITING_APPROVAL: _("Waiting for approval"),
+        SubmissionState.SUBMITTING: _("Being placed"),
+        SubmissionState.FAILED: _("Not placed"),
+        SubmissionState.UNKNOWN: _("Not confirmed"),
+        SubmissionState.REJECTED: _("Rejected"),
+    }
+    return labels.get(SubmissionState(order.state), escape(order.state))
+
+
+def service_line(service: Service, currency: str) -> str:
+    """A service button: name, price per 1000 (or per package) and min–max."""
+    price = format_money(service.rate, currency)
+    if service.type.casefold().endswith("package"):
+        return _("{name} · {price}").format(name=service.name, price=price)
+    return _("{name} · {price}/1000 · {min}–{max}").format(
+        name=service.name, price=price, min=service.min, max=service.max
+    )
+
+
+def service_card(service: Service, currency: str) -> str:
+    lines = [
+        f"<b>{escape(service.name)}</b>",
+        _("Service ID: {id}").format(id=service.id),
+        _("Category: {category}").format(category=escape(service.category)),
+        _("Type: {type}").format(type=escape(service.type)),
+    ]
+    if service.type.casefold().endswith("package"):
+        lines.append(_("Price: {price}").format(price=format_money(service.rate, currency)))
+    else:
+        lines.append(
+            _("Price: {price} per 1000").format(price=format_money(service.rate, currency))
+        )
+        lines.append(_("Quantity: {min} to {max}").format(min=service.min, max=service.max))
+    lines.append(_("Refill: {answer}").format(answer=_("yes") if service.refill else _("no")))
+    lines.append(_("Cancel: {answer}").format(answer=_("yes") if service.cancel else _("no")))
+    if service.dripfeed:
+        lines.append(_("Drip-feed available"))
+    if service.desc:
+        lines += ["", escape(service.desc[:700])]
+    return "\n".join(lines)
+
+
+def prompt(field: str, service: Service) -> str:
+    """The question of one form step (English contains "link", "quantity", "comment")."""
+    low, high = bounds_for(field, service) or (0, 0)
+    prompts: Mapping[str, str] = {
+        "link": _("Send the link (post, page or profile link)."),
+        "quantity": _("Send the quantity: a whole number from {min} to {max}."),
+        "dripfeed": _(
+            "Spread the order over time (drip-feed)? Press “Yes” to choose runs and an "
+            "interval, or “Skip” to send it all at once."
+        ),
+        "runs": _("How many runs? A whole number from {min} to {max}."),
+        "interval": _("Interval in minutes between runs: from {min} to {max}."),
+        "comments": _("Send the comments, one comment per line ({min} to {max} lines)."),
+        "usernames": _("Send the usernames, one per line ({min} to {max} lines)."),
+        "hashtags": _("Send the hashtags, one per line ({min} to {max} lines)."),
+        "keywords": _("Send the keywords, one per line ({min} to {max} lines)."),
+        "groups": _("Send the groups, one per line ({min} to {max} lines)."),
+        "hashtag": _("Send the hashtag."),
+        "username": _("Send the username (without the link)."),
+        "media": _("Send the link of the media whose likers should be mentioned."),
+        "answer_number": _("Send the number of the poll answer to vote for ({min} to {max})."),
+        "min": _("Send the minimum quantity per post: from {min} to {max}."),
+        "max": _("Send the maximum quantity per post: from {min} to {max}."),
+        "posts": _("How many new posts should it cover? Or press “Skip” for no limit."),
+        "old_posts": _("How many old posts should it cover too? Or press “Skip”."),
+        "delay": _("Delay in minutes before each post is served: choose one."),
+        "expiry": _("Expiry date (day/month/year, like 31/12/2026), or press “Skip”."),
+    }
+    text = prompts.get(field, _("Send the {field}.").format(field=field))
+    return text.format(min=low, max=high)
+
+
+def form_error(error: FormError) -> str:
+    """A rejected answer in plain words; the step stays the same."""
+    params: dict[str, Any] = {key: escape(str(value)) for key, value in error.params.items()}
+    code = error.code
+    if code.endswith("_not_number"):
+        return _("Please send a whole number, like 1000.")
+    if code.endswith("_out_of_range"):
+        return _("The number must be from {min} to {max}.").format(**params)
+    if code.endswith("_too_long"):
+        return _("That is too long: at most {max} characters.").format(**params)
+    messages: Mapping[str, str] = {
+        "link_invalid": _(
+            "That does not look like a link. Send a full link, like https://instagram.com/name."
+        ),
+        "media_invalid": _("That does not look like a link to a post or a video."),
+        "empty": _("Please send some text."),
+        "too_many_lines": _("Too many lines: at most {max}, you sent {count}."),
+        "too_few_lines": _("Too few lines: at least {min}, you sent {count}."),
+        "line_too_long": _("Line {line} is too long: at most {max} characters."),
+        "username_invalid": _("“{value}” is not a valid username."),
+        "hashtag_invalid": _("“{value}” is not a valid hashtag."),
+        "max_below_min": _("The maximum must not be less than the minimum ({min})."),
+        "delay_invalid": _("Choose one of these delays (minutes): {choices}."),
+        "date_invalid": _("Send the date as day/month/year, like 31/12/2026."),
+        "date_in_past": _("That date is in the past."),
+        "dripfeed_invalid": _("Press “Yes” or “Skip”."),
+    }
+    text = messages.get(code, _("That answer is not valid here. Please try again."))
+    try:
+        return text.format(**params)
+    except (KeyError, IndexError):
+        return text
+
+
+def _answer_lines(order: Order) -> list[str]:
+    lines: list[str] = []
+    fields: Mapping[str, Any] = order.fields or {}
+    labels = {
+        "comments": _("Comments"),
+        "usernames": _("Usernames"),
+        "hashtags": _("Hashtags"),
+        "keywords": _("Keywords"),
+        "groups": _("Groups"),
+        "hashtag": _("Hashtag"),
+        "username": _("Username"),
+        "media": _("Media"),
+        "answer_number": _("Answer number"),
+        "min": _("Minimum"),
+        "max": _("Maximum"),
+        "posts": _("New posts"),
+        "old_posts": _("Old posts"),
+        "delay": _("Delay (minutes)"),
+        "expiry": _("Expiry"),
+    }
+    for name, label in labels.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        text = str(value)
+        if "\n" in text:
+            items = text.split("\n")
+            shown = "\n".join(f"  • {escape(item)}" for item in items[:10])
+            more = _("  … and {count} more").format(count=len(items) - 10)
+            lines.append(f"{label}:\n{shown}" + (f"\n{more}" if len(items) > 10 else ""))
+        else:
+            lines.append(f"{label}: {escape(text)}")
+    return lines
+
+
+def order_details(order: Order) -> list[str]:
+    lines = [_("Service: {name}").format(name=f"<b>{escape(order.service_name)}</b>")]
+    if order.link:
+        lines.append(_("Link: {link}").format(link=escape(order.link)))
+    if order.quantity is not None:
+        lines.append(_("Quantity: {quantity}").format(quantity=order.quantity))
+    if order.runs:
+        lines.append(
+            _("Drip-feed: {runs} runs, every {interval} minutes").format(
+                runs=order.runs, interval=order.interval
+            )
+        )
+    lines += _answer_lines(order)
+    return lines
+
+
+def summary(order: Order, service: Service, answers: Mapping[str, object]) -> str:
+    """The confirmation: what will be ordered and what it costs."""
+    price = format_money(order.price, order.currency)
+    basis = price_basis(service, answers)
+    if basis == "per_post":
+        price_line = _("Price: up to {price} per post").format(price=price)
+    elif basis == "up_to":
+        price_line = _("Price: up to {price}").format(price=price)
+    else:
+        price_line = _("Price: {price}").format(price=price)
+    lines = [_("<b>Please check your order</b>"), "", *order_details(order), "", price_line]
+    return "\n".join(lines)
+
+
+def order_card(order: Order, refills: list[Refill]) -> str:
+    head = (
+        _("<b>Order #{id}</b>").format(id=order.panel_order_id)
+        if order.panel_order_id is not None
+        else _("<b>Order (not confirmed, ref. {ref})</b>").format(ref=order.id)
+    )
+    lines = [head, *order_details(order)]
+    lines.append(_("Status: {status}").format(status=f"<b>{state_label(order)}</b>"))
+    lines.append(_("Price: {price}").format(price=format_money(order.price, order.currency)))
+    if order.charge is not None:
+        lines.append(
+            _("Charge: {charge}").format(charge=format_money(order.charge, order.currency))
+        )
+    if order.start_count is not None:
+        lines.append(_("Start count: {count}").format(count=order.start_count))
+    if order.remains is not None:
+        lines.append(_("Remains: {remains}").format(remains=order.remains))
+    if order.state == SubmissionState.UNKNOWN:
+        lines += ["", unknown_outcome_text()]
+    if order.state == SubmissionState.FAILED and order.error:
+        lines.append(_("Reason: {reason}").format(reason=escape(order.error)))
+    for refill in refills:
+        lines.append(
+            _("Refill #{id}: {status}").format(
+                id=refill.panel_refill_id, status=status_label(refill.status)
+            )
+        )
+    return "\n".join(lines)
+
+
+def unknown_outcome_text() -> str:
+    return _(
+        "⚠️ The panel did not confirm this order. It may or may not have been placed — "
+        "<b>do not order it again</b>; the admins will check and tell you."
+    )
+
+
+def panel_refusal(message: str | None) -> str:
+    """A panel error in plain words: a sentence for known ones, the panel's words otherwise."""
+    if message and NOT_ENOUGH_FUNDS in message.casefold():
+        return _(
+            "The order was not placed: the panel account does not have enough funds. "
+            "The admins have been told."
+        )
+    if message and "incorrect link" in message.casefold():
+        return _("The panel did not accept the link. Check it and order again.")
+    return _("The panel refused the order: “{message}”").format(
+        message=escape(message or _("no reason given"))
+    )
+
+
+def placed_text(order: Order) -> str:
+    return "\n".join(
+        [
+            _("✅ Order placed! Order ID: <b>{id}</b>").format(id=order.panel_order_id),
+            *order_details(order),
+            _("Price: {price}").format(price=format_money(order.price, order.currency)),
+            "",
+            _("I will tell you when its status changes. /orders shows all your orders."),
+        ]
+    )
