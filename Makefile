@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run playground test lint typecheck pytest migration migrate bench screenshot clean
+.PHONY: install run playground test lint typecheck pytest migration migrate bench screenshot clean messages
 
 install: $(STAMP)
 
@@ -53,3 +53,8 @@ screenshot: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Refresh the translation catalog after changing user-facing text, then translate the new entries.
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k _ -k gettext -k __ --no-location --omit-header -o bot/locales/messages.pot .
+	$(BIN)/pybabel update -i bot/locales/messages.pot -d bot/locales -D messages -l fil --no-fuzzy-matching --ignore-obsolete

@@ -238,7 +238,7 @@ async def answer_step(
         return
     field = next_field(service, answers)
     if field is None:  # complete already (e.g. restored state): show the summary again
-        await _show_summary(message, message.from_user, state, ordering, service, answers)
+        await _show_summary(message, state, ordering, service, answers)
         return
     try:
         value = validate_field(field.name, message.text or "", service, answers)
@@ -246,7 +246,7 @@ async def answer_step(
         await message.reply(texts.form_error(error) + "\n\n" + texts.prompt(field.name, service))
         return
     answers[field.name] = value
-    await _advance(message, message.from_user, state, ordering, service, answers)
+    await _advance(message, state, ordering, service, answers)
 
 
 @router.message(OrderForm.answering, ~F.text)
@@ -254,46 +254,61 @@ async def answer_needs_text(message: Message) -> None:
     await message.answer(_("Please answer with text, or use the buttons."))
 
 
+Origin = Message | CallbackQuery  # what moved the form on: a typed answer or a button
+
+
+async def _show(origin: Origin, text: str, markup: Any, *, typed: bool) -> None:
+    """Show the next screen. A button in a private chat edits its own message in place;
+    anything else gets a new message (a ForceReply question in groups when `typed`)."""
+    if isinstance(origin, CallbackQuery):
+        message = origin.message
+        assert isinstance(message, Message)
+        if message.chat.type == "private":
+            await replace(origin, text, markup)
+            return
+        await drop_buttons(origin)
+        user: User | None = origin.from_user
+    else:
+        message, user = origin, origin.from_user
+    if typed:
+        await ask(message, user, text, markup)
+    else:
+        await message.answer(text, reply_markup=markup)
+
+
 async def _advance(
-    target: Message,
-    user: User | None,
+    origin: Origin,
     state: FSMContext,
     ordering: Ordering,
     service: Service,
     answers: dict[str, Any],
 ) -> None:
     """Store the answers and ask the next step, or show the summary when the form is full."""
-    await state.update_data(answers=answers)
+    await state.set_state(OrderForm.answering)
+    await state.update_data(answers=answers, order=None)
     field = next_field(service, answers)
     if field is None:
-        await _show_summary(target, user, state, ordering, service, answers)
+        await _show_summary(origin, state, ordering, service, answers)
         return
-    await _ask_field(target, user, service, field, answers)
-
-
-async def _ask_field(
-    target: Message, user: User | None, service: Service, field: Field, answers: dict[str, Any]
-) -> None:
-    markup = keyboards.form_step(field, can_go_back=True)
-    await ask(target, user, texts.prompt(field.name, service), markup)
+    markup = keyboards.form_step(field)
+    await _show(origin, texts.prompt(field.name, service), markup, typed=True)
 
 
 async def _show_summary(
-    target: Message,
-    user: User | None,
+    origin: Origin,
     state: FSMContext,
     ordering: Ordering,
     service: Service,
     answers: dict[str, Any],
 ) -> None:
-    chat_id = target.chat.id
-    user_id = user.id if user else chat_id
-    draft = await ordering.create_draft(chat_id, user_id, service, answers)
+    message = origin.message if isinstance(origin, CallbackQuery) else origin
+    assert isinstance(message, Message)
+    user_id = origin.from_user.id if origin.from_user else message.chat.id
+    draft = await ordering.create_draft(message.chat.id, user_id, service, answers)
     await state.set_state(OrderForm.confirming)
     await state.update_data(order=draft.id)
-    await target.answer(
-        texts.summary(draft, service, answers), reply_markup=keyboards.confirmation(draft.id)
-    )
+    summary = texts.summary(draft, service, answers)
+    await _show(origin, summary, keyboards.confirmation(draft.id), typed=False)
 
 
 @router.callback_query(OrderForm.answering, FormAction.filter(F.action.in_({"skip", "yes"})))
@@ -317,9 +332,8 @@ async def choose_in_step(
         await query.answer(_("This button is no longer active."))
         return
     await query.answer()
-    await drop_buttons(query)
     answers[field.name] = value
-    await _advance(query.message, query.from_user, state, ordering, service, answers)
+    await _advance(query, state, ordering, service, answers)
 
 
 _NO_ANSWER = object()
@@ -367,12 +381,7 @@ async def step_back(
         await replace(query, text, keyboards.services(page, key, await ordering.currency()))
         return
     answers.pop(answered[-1])
-    await drop_buttons(query)
-    await state.set_state(OrderForm.answering)
-    await state.update_data(answers=answers, order=None)
-    field = next_field(service, answers)
-    assert field is not None
-    await _ask_field(query.message, query.from_user, service, field, answers)
+    await _advance(query, state, ordering, service, answers)
 
 
 @router.callback_query(FormAction.filter(F.action == "cancel"))

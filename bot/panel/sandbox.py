@@ -315,6 +315,11 @@ class SandboxPanel:
     def services(self) -> dict[int, Service]:
         return dict(self._services)
 
+    def remove_service(self, service_id: int) -> None:
+        """Drop a service from the catalog, as a panel does when a provider stops one."""
+        self._services.pop(service_id, None)
+        self._raw_catalog = [s for s in self._raw_catalog if int(s["service"]) != service_id]
+
     @property
     def balance(self) -> Decimal:
         self._settle()
