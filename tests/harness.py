@@ -68,7 +68,7 @@ class BotUnderTest:
 
 
 async def start_bot(tmp_path: Path, **overrides: Any) -> BotUnderTest:
-    emulator = TelegramEmulator(token=TOKEN)
+    emulator = TelegramEmulator(token=TOKEN, privacy_mode=True)
     telegram_url = await emulator.start()
     sandbox = overrides.pop("sandbox", None) or SandboxPanel(api_key="sandbox-key")
     panel_url = await sandbox.start()
