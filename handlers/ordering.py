@@ -243,7 +243,8 @@ async def answer_step(
     try:
         value = validate_field(field.name, message.text or "", service, answers)
     except FormError as error:
-        await message.reply(texts.form_error(error) + "\n\n" + texts.prompt(field.name, service))
+        text = texts.form_error(error) + "\n\n" + texts.prompt(field.name, service)
+        await message.reply(text, reply_markup=keyboards.form_step(field))
         return
     answers[field.name] = value
     await _advance(message, state, ordering, service, answers)
