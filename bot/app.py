@@ -103,14 +103,15 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
     )
     catalog = Catalog(panel.services, ttl=settings.catalog_ttl)
     sessions = create_session_factory(engine)
+    i18n = create_i18n(settings.default_language)
     return Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        ordering=Ordering(sessions, panel, settings),
+        ordering=Ordering(sessions, panel, settings, i18n),
         panel=panel,
         catalog=catalog,
-        i18n=create_i18n(settings.default_language),
+        i18n=i18n,
         sandbox=sandbox,
     )
 
@@ -161,7 +162,10 @@ def create_dispatcher(services: Services) -> Dispatcher:
 
 
 async def _on_startup(bot: Bot, services: Services) -> None:
+    from bot.outbox import background_jobs
+
     await set_commands(bot, services.i18n)
+    services.jobs = background_jobs(services, bot)
     services.start_background()
 
 

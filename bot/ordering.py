@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.forms import add_arguments, order_price, order_quantity
+from bot.notices import Translations
 from bot.panel.client import PanelClient
 from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
 from bot.panel.models import (
@@ -76,8 +77,10 @@ class Ordering:
         sessions: async_sessionmaker[AsyncSession],
         panel: PanelClient,
         settings: Settings,
+        i18n: Translations | None = None,
     ) -> None:
         self._sessions = sessions
+        self._i18n = i18n
         self._panel = panel
         self._settings = settings
         self._currency: tuple[str, float] | None = None
@@ -309,7 +312,9 @@ class Ordering:
     ) -> None:
         from bot.poller import record_status
 
-        await record_status(session, self._settings, order, result, announce_owner=False)
+        await record_status(
+            session, self._settings, order, result, i18n=self._i18n, announce_owner=False
+        )
 
     async def request_refill(self, chat_id: int, order_id: int) -> Refill:
         order = await self.find(chat_id, order_id)

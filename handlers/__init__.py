@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers import access, approvals, common, fallback, ordering, orders
+from handlers import access, admin, approvals, common, fallback, ordering, orders
 
 
 def _detached(router: Router) -> Router:
@@ -25,6 +25,7 @@ def get_routers() -> list[Router]:
     # Commands that work in every state come first; the catch-all is last.
     routers = [
         common.router,
+        admin.router,
         access.router,
         approvals.router,
         ordering.router,

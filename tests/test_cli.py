@@ -38,7 +38,7 @@ async def _run(tmp_path: Path, *args: str, **env: str) -> asyncio.subprocess.Pro
 
 async def test_missing_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
     process = await _run(tmp_path)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
@@ -55,7 +55,7 @@ async def test_malformed_setting_is_named(tmp_path: Path) -> None:
 
 async def test_migrate_command(tmp_path: Path) -> None:
     process = await _run(tmp_path, "migrate", BOT_TOKEN=TOKEN, PANEL_API_URL="sandbox")
-    stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+    await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0
     assert (tmp_path / "b.db").exists()
 

@@ -58,7 +58,7 @@ async def test_dripfeed_order_multiplies_by_runs(running_bot: BotUnderTest) -> N
     assert "0.045 USD" in summary.text
     placed = await alice.press("Confirm")
     assert "23501" in placed.text
-    logged = [r for r in running_bot.sandbox.request_log if r.action == "add"][0]
+    logged = next(r for r in running_bot.sandbox.request_log if r.action == "add")
     assert logged.params["runs"] == "3" and logged.params["interval"] == "10"
 
 
@@ -77,7 +77,7 @@ async def test_custom_comments_quantity_is_the_number_of_lines(
     assert "Great post number 0 <3" in summary.text
     placed = await alice.press("Confirm")
     assert "23501" in placed.text
-    logged = [r for r in running_bot.sandbox.request_log if r.action == "add"][0]
+    logged = next(r for r in running_bot.sandbox.request_log if r.action == "add")
     assert logged.params["comments"].count("\n") == 11
     assert "quantity" not in logged.params
 

@@ -1,0 +1,314 @@
+"""What the status poller reads and writes: leases on due orders and refills, their updates.
+
+Every write is conditional (on the lease, or on the value it replaces), so a second instance, or
+a slower one whose lease ran out, can never undo a change or announce it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
+
+from storage.db import utcnow
+from storage.models import KeyValue, Order, Refill, SubmissionState
+from storage.upsert import upsert_statement
+
+
+@dataclass(frozen=True, slots=True)
+class DueOrder:
+    """A leased order, as the poller needs it: what the panel said last and who to tell."""
+
+    id: int
+    panel_order_id: int
+    chat_id: int
+    service_name: str
+    status: str | None
+    remains: int | None
+    start_count: int | None
+    charge: Decimal | None
+    currency: str
+    placed_at: datetime | None
+
+    @classmethod
+    def of(cls, order: Order) -> DueOrder:
+        """The same facts from a loaded order (a refresh asked for by its owner)."""
+        if order.panel_order_id is None:
+            raise ValueError(f"order {order.id} has no panel order id")
+        return cls(
+            id=order.id,
+            panel_order_id=order.panel_order_id,
+            chat_id=order.chat_id,
+            service_name=order.service_name,
+            status=order.status,
+            remains=order.remains,
+            start_count=order.start_count,
+            charge=order.charge,
+            currency=order.currency,
+            placed_at=order.placed_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DueRefill:
+    """A leased refill with what the announcement needs from its order."""
+
+    id: int
+    panel_refill_id: int
+    status: str
+    created_at: datetime
+    order_id: int
+    panel_order_id: int | None
+    chat_id: int
+    service_name: str
+
+
+def _due(model: type[Order] | type[Refill], now: datetime) -> Any:
+    return (
+        model.poll_active.is_(True),
+        model.next_poll_at <= now,
+        or_(model.lease_until.is_(None), model.lease_until < now),
+    )
+
+
+def _skip_locked(session: AsyncSession, picked: Select[Any], model: type[Any]) -> Select[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        # Another instance claiming at the same moment takes other rows instead of waiting.
+        return picked.with_for_update(skip_locked=True, of=model)
+    return picked
+
+
+async def claim_due_orders(
+    session: AsyncSession, owner: str, *, now: datetime, lease_until: datetime, limit: int
+) -> list[DueOrder]:
+    """Lease up to `limit` placed orders that are due, most overdue first, in one UPDATE."""
+    picked = (
+        select(Order.id)
+        .where(
+            *_due(Order, now),
+            Order.state == str(SubmissionState.PLACED),
+            Order.panel_order_id.is_not(None),
+        )
+        .order_by(Order.next_poll_at, Order.id)
+        .limit(limit)
+    )
+    picked = _skip_locked(session, picked, Order)
+    result = await session.execute(
+        update(Order)
+        .where(Order.id.in_(picked.scalar_subquery()), *_due(Order, now))
+        .values(lease_owner=owner, lease_until=lease_until)
+        .returning(
+            Order.id,
+            Order.panel_order_id,
+            Order.chat_id,
+            Order.service_name,
+            Order.status,
+            Order.remains,
+            Order.start_count,
+            Order.charge,
+            Order.currency,
+            Order.placed_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return sorted((DueOrder(**row._asdict()) for row in result), key=lambda order: order.id)
+
+
+async def record_order_status(
+    session: AsyncSession,
+    order: DueOrder,
+    *,
+    status: str | None,
+    next_poll_at: datetime,
+    poll_active: bool,
+    **values: Any,
+) -> bool:
+    """Store what the panel said and release the lease; False if someone got there first.
+
+    The update applies only while the status is still the one this poller read, so of two
+    instances that saw the same change (one's lease ran out mid-call) exactly one wins, and only
+    the winner announces it. A slower instance's older answer cannot undo a newer one either.
+    """
+    same_status = Order.status.is_(None) if order.status is None else Order.status == order.status
+    result = await session.execute(
+        update(Order)
+        .where(Order.id == order.id, same_status)
+        .values(
+            status=status,
+            next_poll_at=next_poll_at,
+            poll_active=poll_active,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=utcnow(),
+            **values,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def mark_orders_missing(session: AsyncSession, order_ids: Iterable[int], owner: str) -> None:
+    """The panel does not know these ids ("Incorrect order ID"): stop polling them."""
+    ids = list(order_ids)
+    if ids:
+        await session.execute(
+            update(Order)
+            .where(Order.id.in_(ids), Order.lease_owner == owner)
+            .values(
+                panel_missing=True,
+                poll_active=False,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def reschedule_orders(
+    session: AsyncSession, schedule: Mapping[datetime, Iterable[int]], owner: str
+) -> None:
+    """Release unchanged orders, each group due again at its time (one UPDATE per time)."""
+    for next_poll_at, order_ids in schedule.items():
+        await session.execute(
+            update(Order)
+            .where(Order.id.in_(list(order_ids)), Order.lease_owner == owner)
+            .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def release_orders(session: AsyncSession, order_ids: Iterable[int], owner: str) -> None:
+    """Give the leases back untouched (the panel did not answer): due again at once."""
+    await _release(session, Order, order_ids, owner)
+
+
+async def claim_due_refills(
+    session: AsyncSession, owner: str, *, now: datetime, lease_until: datetime, limit: int
+) -> list[DueRefill]:
+    """Lease up to `limit` refills that are due, most overdue first, in one UPDATE."""
+    picked = _skip_locked(
+        session,
+        select(Refill.id)
+        .where(*_due(Refill, now))
+        .order_by(Refill.next_poll_at, Refill.id)
+        .limit(limit),
+        Refill,
+    )
+    result = await session.execute(
+        update(Refill)
+        .where(Refill.id.in_(picked.scalar_subquery()), *_due(Refill, now))
+        .values(lease_owner=owner, lease_until=lease_until)
+        .returning(Refill.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(result.scalars())
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(
+            Refill.id,
+            Refill.panel_refill_id,
+            Refill.status,
+            Refill.created_at,
+            Order.id,
+            Order.panel_order_id,
+            Order.chat_id,
+            Order.service_name,
+        )
+        .join(Order, Order.id == Refill.order_id)
+        .where(Refill.id.in_(ids))
+        .order_by(Refill.id)
+    )
+    return [DueRefill(*row) for row in rows]
+
+
+async def record_refill_status(
+    session: AsyncSession,
+    refill: DueRefill,
+    *,
+    status: str,
+    next_poll_at: datetime,
+    poll_active: bool,
+) -> bool:
+    """Store a refill's new status (compare-and-set on the old one) and release the lease."""
+    result = await session.execute(
+        update(Refill)
+        .where(Refill.id == refill.id, Refill.status == refill.status)
+        .values(
+            status=status,
+            next_poll_at=next_poll_at,
+            poll_active=poll_active,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def stop_refills(session: AsyncSession, refill_ids: Iterable[int], owner: str) -> None:
+    """The panel does not know these refills: stop polling them."""
+    ids = list(refill_ids)
+    if ids:
+        await session.execute(
+            update(Refill)
+            .where(Refill.id.in_(ids), Refill.lease_owner == owner)
+            .values(poll_active=False, lease_owner=None, lease_until=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def reschedule_refills(
+    session: AsyncSession, schedule: Mapping[datetime, Iterable[int]], owner: str
+) -> None:
+    for next_poll_at, refill_ids in schedule.items():
+        await session.execute(
+            update(Refill)
+            .where(Refill.id.in_(list(refill_ids)), Refill.lease_owner == owner)
+            .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def release_refills(session: AsyncSession, refill_ids: Iterable[int], owner: str) -> None:
+    await _release(session, Refill, refill_ids, owner)
+
+
+async def _release(
+    session: AsyncSession, model: type[Order] | type[Refill], ids: Iterable[int], owner: str
+) -> None:
+    id_list = list(ids)
+    if id_list:
+        await session.execute(
+            update(model)
+            .where(model.id.in_(id_list), model.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def raise_flag(session: AsyncSession, key: str, value: str) -> bool:
+    """Set a kv flag unless it is already set; True only for the one caller that set it.
+
+    An insert that does nothing on conflict is the compare-and-set: of two instances that see a
+    low balance at the same moment, one alerts the admins.
+    """
+    values = {"key": key, "value": value, "updated_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    statement = upsert_statement(dialect, KeyValue.__table__, values, ["key"], [])  # type: ignore[arg-type]
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def lower_flag(session: AsyncSession, key: str) -> bool:
+    """Clear a kv flag; True if it was set."""
+    result = await session.execute(delete(KeyValue).where(KeyValue.key == key))
+    return bool(getattr(result, "rowcount", 0))
