@@ -1,0 +1,102 @@
+"""Updates pushed without asking, the admin side and spending limits, end to end over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ADMIN, ALICE, BOB, GROUP, BotUnderTest, start_bot, stop_bot
+
+SECOND_ADMIN = 1003
+LINK = "https://instagram.com/some.account"
+
+
+@pytest.fixture
+async def fast_bot(tmp_path: Path) -> AsyncIterator[BotUnderTest]:
+    bot = await start_bot(
+        tmp_path,
+        poll_interval=0.2,
+        notify_chat_ids=[GROUP],
+        admin_ids=[ADMIN, SECOND_ADMIN],
+        outbox_chat_interval=0.05,
+        outbox_group_per_minute=600,
+    )
+    bot.emulator.add_group(GROUP, "Team")
+    yield bot
+    await stop_bot(bot)
+
+
+async def place_followers(bot: BotUnderTest, user_id: int, quantity: str = "100") -> str:
+    user = bot.user(user_id, "Customer")
+    await user.send("/order")
+    await user.press("Instagram (1)")
+    await user.press("Mga Tagasubaybay sa Instagram")
+    await user.send(LINK)
+    await user.send(quantity)
+    reply = await user.press("Confirm")
+    return reply.text
+
+
+async def test_completion_reaches_the_chat_and_the_group(fast_bot: BotUnderTest) -> None:
+    placed = await place_followers(fast_bot, ALICE)
+    assert "23501" in placed
+    alice = fast_bot.user(ALICE, "Alice")
+    fast_bot.sandbox.advance(3600)
+    notice = await alice.wait_for(
+        lambda m: "23501" in m.text and ("Completed" in m.text or "Partial" in m.text), timeout=10
+    )
+    assert "23501" in notice.text and "Pending" not in notice.text
+    await fast_bot.emulator.wait_until(
+        lambda: any("23501" in m.text for m in fast_bot.emulator.messages(GROUP)), 10
+    )
+
+
+async def test_notify_here_subscribes_a_group(fast_bot: BotUnderTest) -> None:
+    other_group = -100888
+    admin_in_group = fast_bot.emulator.user(ADMIN, first_name="Ada").in_group(other_group, "Ops")
+    reply = await admin_in_group.send("/notify_here")
+    assert "will be told" in reply.text
+    await place_followers(fast_bot, ALICE)
+    fast_bot.sandbox.advance(3600)
+    await fast_bot.emulator.wait_until(
+        lambda: any("23501" in m.text for m in fast_bot.emulator.messages(other_group)), 10
+    )
+
+
+async def test_balance_for_admins_only(fast_bot: BotUnderTest) -> None:
+    admin = fast_bot.user(ADMIN, "Ada")
+    reply = await admin.send("/balance")
+    assert "100.84292" in reply.text and "USD" in reply.text
+    bob = fast_bot.user(BOB, "Bob")
+    reply = await bob.send("/balance")
+    assert not any(ch.isdigit() for ch in reply.text)
+    assert "balance" not in reply.text.lower()
+    reply = await bob.send("/stats")
+    assert not any(ch.isdigit() for ch in reply.text)
+
+
+async def test_order_over_the_limit_waits_for_one_approval(tmp_path: Path) -> None:
+    bot = await start_bot(
+        tmp_path, admin_ids=[ADMIN, SECOND_ADMIN], max_order_price=Decimal("0.50")
+    )
+    try:
+        waiting = await place_followers(bot, ALICE, quantity="1000")  # 0.90 > 0.50
+        assert "approval" in waiting
+        assert not any(r.action == "add" for r in bot.sandbox.request_log)
+        admin = bot.user(ADMIN, "Ada")
+        request = await admin.wait_for(lambda m: "Approve" in str(m.buttons), timeout=10)
+        other = bot.user(SECOND_ADMIN, "Bo")
+        other_request = await other.wait_for(lambda m: "Approve" in str(m.buttons), timeout=10)
+        decided = await admin.press("Approve", message=request)
+        assert "23501" in decided.text
+        late = await other.press("Approve", message=other_request)
+        assert "Already decided" in late.text
+        assert sum(1 for r in bot.sandbox.request_log if r.action == "add") == 1
+        alice = bot.user(ALICE, "Alice")
+        told = await alice.wait_for(lambda m: "23501" in m.text, timeout=10)
+        assert "Order placed" in told.text
+    finally:
+        await stop_bot(bot)
