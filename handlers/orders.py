@@ -9,9 +9,9 @@ from __future__ import annotations
 from html import escape
 from typing import Final
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.config import Settings
@@ -31,7 +31,7 @@ MAX_ORDER_ID = 2**62
 
 async def _list_screen(
     ordering: Ordering, settings: Settings, chat_id: int, page: int
-) -> tuple[str, object]:
+) -> tuple[str, InlineKeyboardMarkup | None]:
     size = settings.page_size
     found, total = await ordering.list_orders(chat_id, page=page, size=size)
     if total == 0:
@@ -54,7 +54,7 @@ async def _list_screen(
 @router.message(MenuButton("orders"))
 async def list_orders(message: Message, ordering: Ordering, settings: Settings) -> None:
     text, markup = await _list_screen(ordering, settings, message.chat.id, 0)
-    await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
+    await message.answer(text, reply_markup=markup)
 
 
 @router.callback_query(OrdersPage.filter())
@@ -66,7 +66,7 @@ async def orders_page(
     text, markup = await _list_screen(
         ordering, settings, query.message.chat.id, callback_data.page
     )
-    await replace(query, text, markup)  # type: ignore[arg-type]
+    await replace(query, text, markup)
 
 
 def _parse_id(command: CommandObject) -> int | None:
@@ -80,7 +80,9 @@ def _not_found(order_id: int) -> str:
     return _("There is no order #{id} in this chat.").format(id=order_id)
 
 
-async def _card(ordering: Ordering, chat_id: int, order: Order) -> tuple[str, object]:
+async def _card(
+    ordering: Ordering, chat_id: int, order: Order
+) -> tuple[str, InlineKeyboardMarkup]:
     refills = await ordering.refills_of(chat_id, order.id)
     return texts.order_card(order, refills), keyboards.order_card(order)
 
@@ -97,7 +99,7 @@ async def status_command(message: Message, command: CommandObject, ordering: Ord
         return
     order = await ordering.refresh(message.chat.id, order.id) or order
     text, markup = await _card(ordering, message.chat.id, order)
-    await message.answer(text, reply_markup=markup)  # type: ignore[arg-type]
+    await message.answer(text, reply_markup=markup)
 
 
 @router.message(Command("refill"))
@@ -139,8 +141,11 @@ def _action_error(error: OrderActionError) -> str:
     return messages.get(error.code, _("That did not work. Please try again later."))
 
 
-@router.callback_query(OrderAction.filter(F.action.in_({"show", "refresh"})))
-async def show_order(query: CallbackQuery, callback_data: OrderAction, ordering: Ordering) -> None:
+@router.callback_query(OrderAction.filter())
+async def order_action(
+    query: CallbackQuery, callback_data: OrderAction, ordering: Ordering
+) -> None:
+    """Show, refresh, refill or cancel an order from its card."""
     assert query.message is not None
     chat_id = query.message.chat.id
     # Callback data is never trusted: the lookup goes through the chat that pressed.
@@ -149,42 +154,20 @@ async def show_order(query: CallbackQuery, callback_data: OrderAction, ordering:
         await query.answer(_("This order is not available."), show_alert=True)
         return
     await query.answer(_("Updated.") if callback_data.action == "refresh" else None)
-    order = await ordering.refresh(chat_id, order.id) or order
+    notice = ""
+    if callback_data.action == "refill":
+        notice = await _request_refill(ordering, chat_id, order)
+    elif callback_data.action == "cancel":
+        notice = await _cancel(ordering, chat_id, order)
+    else:
+        order = await ordering.refresh(chat_id, order.id) or order
     text, markup = await _card(ordering, chat_id, order)
-    await replace(query, text, markup)  # type: ignore[arg-type]
+    await replace(query, f"{text}\n\n{notice}" if notice else text, markup)
 
 
-@router.callback_query(OrderAction.filter(F.action == "refill"))
-async def refill_order(
-    query: CallbackQuery, callback_data: OrderAction, ordering: Ordering
-) -> None:
-    assert query.message is not None
-    chat_id = query.message.chat.id
-    order = await ordering.find(chat_id, callback_data.order)
-    if order is None:
-        await query.answer(_("This order is not available."), show_alert=True)
-        return
-    await query.answer()
-    notice = await _request_refill(ordering, chat_id, order)
-    text, markup = await _card(ordering, chat_id, order)
-    await replace(query, f"{text}\n\n{notice}", markup)  # type: ignore[arg-type]
-
-
-@router.callback_query(OrderAction.filter(F.action == "cancel"))
-async def cancel_order(
-    query: CallbackQuery, callback_data: OrderAction, ordering: Ordering
-) -> None:
-    assert query.message is not None
-    chat_id = query.message.chat.id
-    order = await ordering.find(chat_id, callback_data.order)
-    if order is None:
-        await query.answer(_("This order is not available."), show_alert=True)
-        return
-    await query.answer()
+async def _cancel(ordering: Ordering, chat_id: int, order: Order) -> str:
     try:
         await ordering.cancel_order(chat_id, order.id)
-        notice = _("🛑 Cancellation requested. I will tell you when the panel confirms it.")
     except OrderActionError as error:
-        notice = _action_error(error)
-    text, markup = await _card(ordering, chat_id, order)
-    await replace(query, f"{text}\n\n{notice}", markup)  # type: ignore[arg-type]
+        return _action_error(error)
+    return _("🛑 Cancellation requested. I will tell you when the panel confirms it.")
