@@ -48,6 +48,8 @@ migration: install
 bench: install
 	$(BIN)/python -m bench
 
+# Needs the system's Chromium (Debian: apt-get install chromium fonts-noto-color-emoji);
+# never "playwright install": the browser comes from the distribution.
 screenshot: install
 	$(BIN)/python -m pytest -q tests/test_browser.py --screenshot-dir docs
 

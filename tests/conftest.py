@@ -14,6 +14,17 @@ from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.models import Base
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--screenshot-dir", type=Path, help="save the browser test's screenshots here")
+
+
+@pytest.fixture
+def screenshot_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where the browser test saves its screenshots: `make screenshot` passes docs/."""
+    chosen: Path | None = request.config.getoption("--screenshot-dir")
+    return chosen or tmp_path
+
+
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
