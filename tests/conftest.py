@@ -14,8 +14,11 @@ from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.models import Base
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--screenshot-dir", type=Path, help="save the browser test's screenshots here")
+    parser.addoption(
+        "--screenshot-dir", type=Path, help="save the browser test's screenshots here"
+    )
 
 
 @pytest.fixture
