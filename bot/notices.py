@@ -136,13 +136,13 @@ def low_balance_text(_: Translate, *, balance: Decimal, threshold: Decimal, curr
 
 def order_confirmed_text(_: Translate, *, order_id: int, panel_order_id: int) -> str:
     return _(
-        "Order #{number} is confirmed: the panel has it as order {order_id}. "
+        "Order ref. {number} is confirmed: the panel has it as order {order_id}. "
         "Status updates will follow here."
     ).format(number=order_id, order_id=f"<code>{panel_order_id}</code>")
 
 
 def order_not_placed_text(_: Translate, *, order_id: int) -> str:
     return _(
-        "Order #{number} did not reach the panel, so it was not placed. "
+        "Order ref. {number} did not reach the panel, so it was not placed. "
         "You can order again with /order."
     ).format(number=order_id)

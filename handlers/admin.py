@@ -154,7 +154,7 @@ async def list_unknown(message: Message, session: AsyncSession) -> None:
 
 def unknown_order_text(order: Order) -> str:
     lines = [
-        "<b>" + _("Order #{number}").format(number=order.id) + "</b>",
+        "<b>" + _("Order ref. {number}").format(number=order.id) + "</b>",
         *texts.order_details(order),
         _("Price: {price}").format(price=format_money(order.price, order.currency)),
         _("Chat: {chat_id} · user: {user_id}").format(
@@ -200,7 +200,7 @@ async def ask_panel_order_id(
     if isinstance(query.message, Message):
         await query.message.answer(
             _(
-                "Send the panel's order id for order #{number}, as shown in the panel's order "
+                "Send the panel's order id for order ref. {number}, as shown in the panel's order "
                 "list, or /cancel."
             ).format(number=order.id)
         )
@@ -241,11 +241,11 @@ async def record_panel_order_id(
         return
     await state.clear()
     if outcome is Reconciliation.ALREADY_SETTLED:
-        await message.answer(_("Order #{number} is already settled.").format(number=order_id))
+        await message.answer(_("Order ref. {number} is already settled.").format(number=order_id))
         return
     await message.answer(
         _(
-            "Order #{number} is now placed as panel order {order_id}. Its status will be "
+            "Order ref. {number} is now placed as panel order {order_id}. Its status will be "
             "checked and its chat has been told."
         ).format(number=order_id, order_id=panel_order_id)
     )
@@ -280,7 +280,7 @@ async def mark_failed(
     await query.answer()
     await replace(
         query,
-        _("Order #{number} is marked as not placed; its chat has been told.").format(
+        _("Order ref. {number} is marked as not placed; its chat has been told.").format(
             number=callback_data.order
         ),
     )

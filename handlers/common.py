@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.access import Access
 from bot.i18n import LANGUAGES
+from handlers.access import refusal
 from handlers.filters import menu_text
 from storage import people
 
@@ -51,6 +52,18 @@ def command_menu() -> list[tuple[str, str]]:
 
 
 def help_text(access: Access | None) -> str:
+    if access is None or not access.may_order:
+        # Someone who may not order sees how to get access, not a list of refused commands.
+        return "\n".join(
+            [
+                _("I take orders for social media services from our SMM panel."),
+                "",
+                refusal(access.user_id) if access else "",
+                "",
+                _("/language — change the language"),
+                _("/help — this message"),
+            ]
+        )
     lines = [
         _("I take orders for social media services from our SMM panel."),
         "",

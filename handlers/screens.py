@@ -52,16 +52,15 @@ async def ask(
     user: User | None,
     text: str,
     markup: InlineKeyboardMarkup | None,
-) -> None:
-    """Ask for typed input in the chat of `chat_message`.
+) -> Message | None:
+    """Ask for typed input in the chat of `chat_message`; returns the message with the buttons.
 
     In groups the question is a ForceReply (so the answer reaches the bot under privacy mode),
     addressed to the user — as a reply to their message, or with a mention when the step came
     from a button — and the step's buttons go on a message of their own.
     """
     if chat_message.chat.type == "private":
-        await chat_message.answer(text, reply_markup=markup)
-        return
+        return await chat_message.answer(text, reply_markup=markup)
     force = ForceReply(selective=True)
     from_user = chat_message.from_user
     if from_user is not None and not from_user.is_bot:
@@ -69,5 +68,6 @@ async def ask(
     else:
         mention = user.mention_html() if user is not None else ""
         await chat_message.answer(f"{mention} {text}".strip(), reply_markup=force)
-    if markup is not None:
-        await chat_message.answer("⬇️", reply_markup=markup)
+    if markup is None:
+        return None
+    return await chat_message.answer("⬇️", reply_markup=markup)

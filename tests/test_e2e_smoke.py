@@ -28,3 +28,10 @@ async def test_filipino_user_gets_filipino(running_bot: BotUnderTest) -> None:
     juan = running_bot.user(ALICE, "Juan", language="fil")
     reply = await juan.send("/start")
     assert "Kumusta" in reply.text
+
+
+async def test_stranger_sees_how_to_get_access(running_bot: BotUnderTest) -> None:
+    stranger = running_bot.user(1999, "Eve")
+    reply = await stranger.send("/start")
+    assert "1999" in reply.text and "admin" in reply.text
+    assert "/orders" not in reply.text
