@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
 
+# `by` on the browsing buttons: in a group, the user who opened the menu (0 in private chats),
+# so one member's menu is not steered by another.
+
 
 class CategoriesPage(CallbackData, prefix="cp"):
     page: int
+    by: int = 0
 
 
 class ServicesPage(CallbackData, prefix="sp"):
     category: str  # the catalog's short stable key, derived from the category name
     page: int
+    by: int = 0
 
 
 class SearchStart(CallbackData, prefix="sq"):
-    pass
+    by: int = 0
 
 
 class ServicePick(CallbackData, prefix="sv"):
     service: int
+    by: int = 0
 
 
 class FormStart(CallbackData, prefix="fs"):

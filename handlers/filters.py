@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from aiogram.filters import Filter
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.i18n import gettext as _
 
 from bot.access import Access
+from handlers.callbacks import CategoriesPage, SearchStart, ServicePick, ServicesPage
 
 
 class MayOrder(Filter):
@@ -19,6 +20,19 @@ class MayOrder(Filter):
 class IsAdmin(Filter):
     async def __call__(self, event: TelegramObject, access: Access | None = None) -> bool:
         return access is not None and access.is_admin
+
+
+class OthersMenu(Filter):
+    """A press on a catalog menu that another group member opened (see callbacks: `by`)."""
+
+    async def __call__(self, query: CallbackQuery) -> bool:
+        for kind in (CategoriesPage, ServicesPage, SearchStart, ServicePick):
+            try:
+                pressed = kind.unpack(query.data or "")
+            except (TypeError, ValueError):
+                continue
+            return pressed.by not in (0, query.from_user.id)
+        return False
 
 
 def menu_text(name: str) -> str:

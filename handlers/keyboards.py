@@ -43,77 +43,84 @@ def _pager(
         builder.row(*row)
 
 
-def categories(page: Page[Category], keys: Sequence[str]) -> InlineKeyboardMarkup:
+def categories(page: Page[Category], keys: Sequence[str], by: int = 0) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for category, key in zip(page.items, keys, strict=True):
         builder.row(
             InlineKeyboardButton(
                 text=_short(f"{category.name} ({category.service_count})"),
-                callback_data=ServicesPage(category=key, page=0).pack(),
+                callback_data=ServicesPage(category=key, page=0, by=by).pack(),
             )
         )
     _pager(
         builder,
         page.has_prev,
         page.has_next,
-        CategoriesPage(page=page.page - 1).pack(),
-        CategoriesPage(page=page.page + 1).pack(),
+        CategoriesPage(page=page.page - 1, by=by).pack(),
+        CategoriesPage(page=page.page + 1, by=by).pack(),
     )
     builder.row(
-        InlineKeyboardButton(text=_("🔎 Search"), callback_data=SearchStart().pack()),
+        InlineKeyboardButton(text=_("🔎 Search"), callback_data=SearchStart(by=by).pack()),
         InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=FormAction(action="cancel").pack()),
     )
     return builder.as_markup()
 
 
 def services(
-    page: Page[Service], category_key: str, currency: str, *, back_to_categories: bool = True
+    page: Page[Service],
+    category_key: str,
+    currency: str,
+    *,
+    by: int = 0,
+    back_to_categories: bool = True,
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in page.items:
         builder.row(
             InlineKeyboardButton(
                 text=_short(service_line(service, currency)),
-                callback_data=ServicePick(service=service.id).pack(),
+                callback_data=ServicePick(service=service.id, by=by).pack(),
             )
         )
     _pager(
         builder,
         page.has_prev,
         page.has_next,
-        ServicesPage(category=category_key, page=page.page - 1).pack(),
-        ServicesPage(category=category_key, page=page.page + 1).pack(),
+        ServicesPage(category=category_key, page=page.page - 1, by=by).pack(),
+        ServicesPage(category=category_key, page=page.page + 1, by=by).pack(),
     )
     if back_to_categories:
         builder.row(
             InlineKeyboardButton(
-                text=_("‹ Categories"), callback_data=CategoriesPage(page=0).pack()
+                text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
             )
         )
     return builder.as_markup()
 
 
-def search_results(found: Sequence[Service], currency: str) -> InlineKeyboardMarkup:
+def search_results(found: Sequence[Service], currency: str, by: int = 0) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in found:
         builder.row(
             InlineKeyboardButton(
                 text=_short(service_line(service, currency)),
-                callback_data=ServicePick(service=service.id).pack(),
+                callback_data=ServicePick(service=service.id, by=by).pack(),
             )
         )
     builder.row(
-        InlineKeyboardButton(text=_("‹ Categories"), callback_data=CategoriesPage(page=0).pack())
+        InlineKeyboardButton(
+            text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
+        )
     )
     return builder.as_markup()
 
 
-def search_cancel() -> InlineKeyboardMarkup:
+def search_cancel(by: int = 0) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [
                 InlineKeyboardButton(
-                    text=_("‹ Categories"), callback_data=CategoriesPage(page=0).pack()
+                    text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
                 ),
                 InlineKeyboardButton(
                     text=_("✖️ Cancel"), callback_data=FormAction(action="cancel").pack()

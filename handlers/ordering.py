@@ -9,7 +9,7 @@ from typing import Any, Final
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message, User
+from aiogram.types import CallbackQuery, Chat, Message, User
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,7 +30,7 @@ from handlers.callbacks import (
     ServicePick,
     ServicesPage,
 )
-from handlers.filters import MayOrder, MenuButton
+from handlers.filters import MayOrder, MenuButton, OthersMenu
 from handlers.notices import tell_admins
 from handlers.screens import ask, drop_buttons, replace
 from handlers.states import OrderForm
@@ -61,7 +61,21 @@ def _unavailable_text() -> str:
 # --- browsing the catalog ----------------------------------------------------------------
 
 
-async def _categories_screen(catalog: Catalog, settings: Settings, page: int) -> tuple[str, Any]:
+def _opener(chat: Chat, user: User | None) -> int:
+    """Whose menu it is: in groups the member who opened it; 0 (anyone) in a private chat."""
+    return user.id if user is not None and chat.type != "private" else 0
+
+
+@router.callback_query(OthersMenu())
+async def not_your_menu(query: CallbackQuery) -> None:
+    await query.answer(
+        _("This menu belongs to someone else. Send /order to open your own."), show_alert=True
+    )
+
+
+async def _categories_screen(
+    catalog: Catalog, settings: Settings, page: int, by: int
+) -> tuple[str, Any]:
     snapshot = await _snapshot(catalog)
     categories = snapshot.categories_page(page, settings.page_size)
     if not categories.items:
@@ -72,7 +86,7 @@ async def _categories_screen(catalog: Catalog, settings: Settings, page: int) ->
             page=categories.page + 1, pages=categories.pages
         )
     keys = [category.key for category in categories.items]
-    return text, keyboards.categories(categories, keys)
+    return text, keyboards.categories(categories, keys, by)
 
 
 @router.message(Command("order"))
@@ -82,7 +96,8 @@ async def start_order(
 ) -> None:
     await state.clear()  # /order leaves any flow and starts over
     try:
-        text, markup = await _categories_screen(catalog, settings, 0)
+        by = _opener(message.chat, message.from_user)
+        text, markup = await _categories_screen(catalog, settings, 0, by)
     except CatalogUnavailable:
         await message.answer(_unavailable_text())
         return
@@ -100,7 +115,9 @@ async def categories_page(
     await query.answer()
     await state.clear()
     try:
-        text, markup = await _categories_screen(catalog, settings, callback_data.page)
+        text, markup = await _categories_screen(
+            catalog, settings, callback_data.page, callback_data.by
+        )
     except CatalogUnavailable:
         await replace(query, _unavailable_text())
         return
@@ -124,7 +141,7 @@ async def services_page(
     category = snapshot.category_by_key(callback_data.category)
     if category is None:
         await query.answer(_("This category is no longer available."), show_alert=True)
-        text, markup = await _categories_screen(catalog, settings, 0)
+        text, markup = await _categories_screen(catalog, settings, 0, callback_data.by)
         await replace(query, text, markup)
         return
     await query.answer()
@@ -134,11 +151,14 @@ async def services_page(
     if page.pages > 1:
         text += " " + _("(page {page} of {pages})").format(page=page.page + 1, pages=page.pages)
     currency = await ordering.currency()
-    await replace(query, text, keyboards.services(page, category.key, currency))
+    markup = keyboards.services(page, category.key, currency, by=callback_data.by)
+    await replace(query, text, markup)
 
 
 @router.callback_query(SearchStart.filter())
-async def start_search(query: CallbackQuery, state: FSMContext) -> None:
+async def start_search(
+    query: CallbackQuery, callback_data: SearchStart, state: FSMContext
+) -> None:
     await query.answer()
     await state.set_state(OrderForm.searching)
     assert isinstance(query.message, Message)
@@ -146,7 +166,7 @@ async def start_search(query: CallbackQuery, state: FSMContext) -> None:
         query.message,
         query.from_user,
         _("Send a word or two to search for, like “instagram followers”."),
-        keyboards.search_cancel(),
+        keyboards.search_cancel(callback_data.by),
     )
 
 
@@ -157,18 +177,19 @@ async def search(message: Message, catalog: Catalog, ordering: Ordering) -> None
     except CatalogUnavailable:
         await message.answer(_unavailable_text())
         return
+    by = _opener(message.chat, message.from_user)
     query = (message.text or "").strip()[:100]
     found = snapshot.search(query, limit=SEARCH_LIMIT)
     if not found:
         await message.answer(
             _("Nothing found for “{query}”. Try other words.").format(query=escape(query)),
-            reply_markup=keyboards.search_cancel(),
+            reply_markup=keyboards.search_cancel(by),
         )
         return
     currency = await ordering.currency()
     await message.answer(
         _("Found {count}. Choose a service:").format(count=len(found)),
-        reply_markup=keyboards.search_results(found, currency),
+        reply_markup=keyboards.search_results(found, currency, by),
     )
 
 
@@ -379,7 +400,10 @@ async def step_back(
         key = snapshot.category_key(service.category)
         page = snapshot.services_page(key, 0, settings.page_size)
         text = _("<b>{category}</b>\nChoose a service:").format(category=escape(service.category))
-        await replace(query, text, keyboards.services(page, key, await ordering.currency()))
+        assert query.message is not None
+        by = _opener(query.message.chat, query.from_user)
+        markup = keyboards.services(page, key, await ordering.currency(), by=by)
+        await replace(query, text, markup)
         return
     answers.pop(answered[-1])
     await _advance(query, state, ordering, service, answers)

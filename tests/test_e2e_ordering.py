@@ -288,3 +288,14 @@ async def test_group_order_uses_force_reply(running_bot: BotUnderTest, group_use
     await bob.press("Confirm")
     await asyncio.sleep(0)
     assert add_calls(running_bot) == 1
+
+
+async def test_a_group_members_menu_is_theirs(running_bot: BotUnderTest) -> None:
+    group = running_bot.emulator
+    alice = group.user(ALICE, first_name="Alice").in_group(-100777, title="Team")
+    bob = group.user(BOB, first_name="Bob").in_group(-100777, title="Team")
+    menu = await alice.send("/order")
+    answer = await bob.press("TikTok", message=menu)
+    assert "someone else" in answer.text
+    services = await alice.press("TikTok", message=menu)
+    assert "TikTok Views" in str(services.buttons)
