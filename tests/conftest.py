@@ -79,3 +79,5 @@ async def running_bot(tmp_path: Path) -> AsyncIterator[object]:
     harness = await start_bot(tmp_path)
     yield harness
     await stop_bot(harness)
+    # Telegram refused nothing the bot sent: no bad HTML, no re-edit to identical content.
+    assert not harness.emulator.errors, harness.emulator.errors
