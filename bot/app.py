@@ -31,6 +31,7 @@ from bot.panel.sandbox import SandboxPanel
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
+from storage.people import RecentlySeen
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
@@ -50,6 +51,7 @@ class Services:
     i18n: I18n
     ordering: Ordering
     sandbox: SandboxPanel | None = None
+    recent: RecentlySeen = field(default_factory=RecentlySeen)
     jobs: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -60,6 +62,7 @@ class Services:
             "panel": self.panel,
             "catalog": self.catalog,
             "ordering": self.ordering,
+            "recent": self.recent,
             "services": self,
         }
 
@@ -140,7 +143,8 @@ def create_fsm_storage(
             settings.fsm_storage,
             key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True),
         )
-    return SqlStorage(sessions)
+    # One process owns a SQLite database, so the FSM rows may live in memory too.
+    return SqlStorage(sessions, cache=settings.database_url.startswith("sqlite"))
 
 
 def create_dispatcher(services: Services) -> Dispatcher:
@@ -153,7 +157,7 @@ def create_dispatcher(services: Services) -> Dispatcher:
         **services.dispatcher_kwargs(),
     )
     dispatcher.update.outer_middleware(DbSessionMiddleware(services.sessions))
-    dispatcher.update.outer_middleware(AccessMiddleware(services.settings))
+    dispatcher.update.outer_middleware(AccessMiddleware(services.settings, services.recent))
     LanguageMiddleware(services.i18n).setup(dispatcher)
     dispatcher.include_routers(*get_routers())
     dispatcher.startup.register(_on_startup)

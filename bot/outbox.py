@@ -95,8 +95,10 @@ class OutboxSender:
         retry_cap: float = RETRY_CAP,
         max_attempts: int = MAX_ATTEMPTS,
         clock: Clock = utcnow,
+        on_blocked: Callable[[int], None] | None = None,
     ) -> None:
         self._bot = bot
+        self._on_blocked_chat = on_blocked
         self._sessions = sessions
         self._settings = settings
         self.owner = owner or process_owner_id()
@@ -227,6 +229,8 @@ class OutboxSender:
             await outbox.ensure_chat(session, message.chat_id)
             await people.mark_chat_blocked(session, message.chat_id)
             dropped = await outbox.drop_chat(session, message.chat_id)
+        if self._on_blocked_chat is not None:
+            self._on_blocked_chat(message.chat_id)  # its next update must clear the mark
         log.info(
             "chat %d blocked the bot; dropped its %d queued messages", message.chat_id, dropped
         )
@@ -289,7 +293,9 @@ class OutboxSender:
 
 def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
     """The poller and the outbox sender, wired so that new status messages wake the sender."""
-    sender = OutboxSender(bot, services.sessions, services.settings)
+    sender = OutboxSender(
+        bot, services.sessions, services.settings, on_blocked=services.recent.forget_chat
+    )
     poller = Poller(
         settings=services.settings,
         sessions=services.sessions,

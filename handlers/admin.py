@@ -295,7 +295,12 @@ async def _unknown_order(session: AsyncSession, order_id: int) -> Order | None:
 
 
 @router.message(Command("allow", "deny"))
-async def set_access(message: Message, command: CommandObject, session: AsyncSession) -> None:
+async def set_access(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    recent: people.RecentlySeen,
+) -> None:
     user_id = _user_id(command.args)
     if user_id is None:
         await message.answer(
@@ -306,6 +311,8 @@ async def set_access(message: Message, command: CommandObject, session: AsyncSes
         return
     allowed = command.command == "allow"
     await people.set_user_access(session, user_id, allowed)
+    await session.commit()
+    recent.forget_user(user_id)  # their next update reads the new decision
     if allowed:
         text = _("User {user_id} may now place orders.")
     else:

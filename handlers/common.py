@@ -130,10 +130,16 @@ async def choose_language(message: Message) -> None:
 
 @router.callback_query(LanguageChoice.filter(F.code.in_(LANGUAGES)))
 async def set_language(
-    query: CallbackQuery, callback_data: LanguageChoice, session: AsyncSession, i18n: I18n
+    query: CallbackQuery,
+    callback_data: LanguageChoice,
+    session: AsyncSession,
+    i18n: I18n,
+    recent: people.RecentlySeen,
 ) -> None:
     await query.answer()
     await people.set_user_language(session, query.from_user.id, callback_data.code)
+    await session.commit()
+    recent.forget_user(query.from_user.id)  # their next update reads the new language
     with i18n.use_locale(callback_data.code):
         text = _("Language set: {name}.").format(name=LANGUAGE_NAMES[callback_data.code])
     if isinstance(query.message, Message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,51 +23,75 @@ from storage.models import FsmRecord
 from storage.upsert import upsert
 
 _TABLE = FsmRecord.__table__
+CACHED_KEYS = 50_000
 
 
 class SqlStorage(BaseStorage):
-    """One row per storage key: the state name and the data as JSON."""
+    """One row per storage key: the state name and the data as JSON.
+
+    With `cache=True` (one bot process owns the database, as with SQLite) the rows are also
+    kept in memory: aiogram reads the state on every update, and those reads, and writes that
+    change nothing (`state.clear()` with no state), then cost no database round trip. Writes
+    always go to the database first, so a restart resumes where the user was.
+    """
 
     def __init__(
         self,
         session_factory: async_sessionmaker[AsyncSession],
         key_builder: KeyBuilder | None = None,
+        *,
+        cache: bool = False,
     ) -> None:
         self._sessions = session_factory
         self._keys = key_builder or DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
+        self._cache: OrderedDict[str, tuple[str | None, dict[str, Any]]] | None = (
+            OrderedDict() if cache else None
+        )
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         name = state.state if isinstance(state, State) else state
-        await self._write(key, {"state": name})
+        await self._write(key, state=name)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        record = await self._read(key)
-        return record.state if record else None
+        return (await self._read(key))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
-        await self._write(key, {"data": dict(data)})
+        await self._write(key, data=dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        record = await self._read(key)
-        return dict(record.data) if record and record.data else {}
+        return copy.deepcopy((await self._read(key))[1])
 
     async def close(self) -> None:
         """The engine belongs to the application, which disposes of it."""
 
-    async def _read(self, key: StorageKey) -> FsmRecord | None:
+    async def _read(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
+        name = self._keys.build(key)
+        if self._cache is not None and name in self._cache:
+            self._cache.move_to_end(name)
+            return self._cache[name]
         async with self._sessions() as session:
-            result = await session.execute(
-                select(FsmRecord).where(FsmRecord.key == self._keys.build(key))
-            )
-            return result.scalar_one_or_none()
+            result = await session.execute(select(FsmRecord).where(FsmRecord.key == name))
+            record = result.scalar_one_or_none()
+        row = (record.state, dict(record.data or {})) if record else (None, {})
+        self._remember(name, row)
+        return row
 
-    async def _write(self, key: StorageKey, change: dict[str, Any]) -> None:
-        values: dict[str, Any] = {
-            "key": self._keys.build(key),
-            "state": None,
-            "data": {},
-            "updated_at": utcnow(),
-        }
+    async def _write(self, key: StorageKey, **change: Any) -> None:
+        name = self._keys.build(key)
+        state, data = await self._read(key) if self._cache is not None else (None, {})
+        new = (change.get("state", state), change.get("data", data))
+        if self._cache is not None and new == (state, data):
+            return  # nothing changes: no write
+        values: dict[str, Any] = {"key": name, "state": None, "data": {}, "updated_at": utcnow()}
         values.update(change)
         async with self._sessions() as session, session.begin():
             await upsert(session, _TABLE, values, ["key"], [*change, "updated_at"])  # type: ignore[arg-type]
+        self._remember(name, (new[0], copy.deepcopy(new[1])))
+
+    def _remember(self, name: str, row: tuple[str | None, dict[str, Any]]) -> None:
+        if self._cache is None:
+            return
+        self._cache[name] = row
+        self._cache.move_to_end(name)
+        while len(self._cache) > CACHED_KEYS:
+            self._cache.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -100,3 +101,28 @@ async def test_order_over_the_limit_waits_for_one_approval(tmp_path: Path) -> No
         assert "Order placed" in told.text
     finally:
         await stop_bot(bot)
+
+
+async def test_blocked_chat_is_skipped_until_it_writes_again(fast_bot: BotUnderTest) -> None:
+    from storage import people
+
+    await place_followers(fast_bot, ALICE)
+    fast_bot.emulator.block(ALICE)
+    fast_bot.sandbox.advance(3600)
+    assert fast_bot.services is not None
+    sessions = fast_bot.services.sessions
+
+    async def blocked() -> bool:
+        async with sessions() as session:
+            chat = await people.get_chat(session, ALICE)
+            return chat is not None and chat.blocked
+
+    for _ in range(100):
+        if await blocked():
+            break
+        await asyncio.sleep(0.1)
+    assert await blocked()
+    fast_bot.emulator.unblock(ALICE)
+    alice = fast_bot.user(ALICE, "Alice")
+    await alice.send("/help")
+    assert not await blocked()

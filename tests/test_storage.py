@@ -127,3 +127,35 @@ async def test_blocked_mark_cleared_by_next_update(
     async with sessions() as session:
         chat = await people.get_chat(session, 30)
         assert chat is not None and not chat.blocked
+
+
+async def test_cached_fsm_storage_writes_through(database_url: str) -> None:
+    key = StorageKey(bot_id=1, chat_id=11, user_id=11)
+    engine = create_engine(database_url)
+    cached = SqlStorage(create_session_factory(engine), cache=True)
+    await cached.set_state(key, "OrderForm:answering")
+    await cached.update_data(key, {"answers": {"link": "https://x.y"}})
+    data = await cached.get_data(key)
+    data["answers"]["link"] = "changed by the caller"  # must not leak into the cache
+    assert (await cached.get_data(key))["answers"]["link"] == "https://x.y"
+    plain = SqlStorage(create_session_factory(engine))
+    assert await plain.get_state(key) == "OrderForm:answering"
+    assert await plain.get_data(key) == {"answers": {"link": "https://x.y"}}
+    await cached.set_state(key, None)
+    assert await plain.get_state(key) is None
+    await engine.dispose()
+
+
+def test_recently_seen_expires_and_forgets() -> None:
+    now = [0.0]
+    recent = people.RecentlySeen(ttl=10, clock=lambda: now[0])
+    person = people.Person(language="fil", access=True)
+    recent.saw_user(1, ("u", "U", "en"), person)
+    assert recent.user(1, ("u", "U", "en")) == person
+    assert recent.user(1, ("u", "Renamed", "en")) is None  # a changed profile is written again
+    recent.forget_user(1)
+    assert recent.user(1, ("u", "U", "en")) is None
+    recent.saw_chat(5, ("private", None))
+    assert recent.chat_is_fresh(5, ("private", None))
+    now[0] = 11
+    assert not recent.chat_is_fresh(5, ("private", None))
