@@ -1,0 +1,693 @@
+"""RESULTS.md: the figures of one run, each with its target, verdict and what limits it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from bench.catalog import CatalogResult
+from bench.delivery import DeliveryResult
+from bench.memory import MemoryResult
+from bench.polling import BUSY, QUIET, CycleRow, PollingResult
+from bench.profiling import ProfileSummary
+from bench.suite import Results
+from bench.updates import STEPS, UpdatesResult
+
+UPDATES_TARGET = 0.5  # ours / echo
+POLL_CPU_TARGET_US = 50.0  # our CPU per order polled
+DELIVERY_SLACK = 0.10  # within 10% of the ideal drain time
+HANDFUL = 5  # "no more than a handful of 429s"
+
+
+# --- formatting ----------------------------------------------------------------------------------
+def num(value: float, digits: int = 0) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def runs(values: Iterable[float], digits: int = 0) -> str:
+    return ", ".join(num(value, digits) for value in values)
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def mib(kib: float) -> str:
+    return f"{kib / 1024:,.0f} MiB"
+
+
+def verdict(met: bool, detail: str) -> str:
+    return f"**met** ({detail})" if met else f"**missed** ({detail})"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+# --- the file ------------------------------------------------------------------------------------
+def render(results: Results) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python -m bench`); every run rewrites this file, so do not "
+        "edit it by hand. How each benchmark works is in the docstring of its module in "
+        "`bench/`.",
+        "",
+        f"Measured on {results.machine.date}; the whole run took "
+        f"{results.total_seconds / 60:.1f} minutes. Every figure is the **median** of the runs "
+        "given next to it. Absolute times drift on a shared machine; the **ratios**, measured "
+        "side by side in the same run, hold better.",
+        "",
+    ]
+    lines += machine_section(results)
+    if results.failures:
+        lines += [
+            "## Failures",
+            "",
+            "These benchmarks failed in this run (details on the run's stderr); their sections "
+            "are missing:",
+            "",
+            *table(("Benchmark", "Error"), results.failures.items()),
+        ]
+    lines += summary_section(results)
+    if results.updates is not None:
+        lines += updates_section(results.updates, results.updates_concurrent)
+    if results.polling is not None:
+        lines += polling_section(results.polling)
+    if results.delivery is not None:
+        lines += delivery_section(results.delivery)
+    if results.catalog is not None:
+        lines += catalog_section(results.catalog)
+    if results.memory is not None:
+        lines += memory_section(results.memory)
+    lines += [
+        "## Run times",
+        "",
+        *table(
+            ("Benchmark", "Wall time"),
+            ((name, f"{seconds:.0f} s") for name, seconds in results.seconds.items()),
+        ),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def machine_section(results: Results) -> list[str]:
+    machine = results.machine
+    packages = ", ".join(f"{name} {version}" for name, version in machine.packages.items())
+    return [
+        "## Machine",
+        "",
+        *table(
+            ("", ""),
+            [
+                ("CPU", machine.cpu),
+                ("Cores", machine.cores),
+                (
+                    "Load average at the start (1, 5, 15 min)",
+                    ", ".join(f"{load:.2f}" for load in machine.load)
+                    + (" (other work was running)" if machine.load[0] >= 0.5 else ""),
+                ),
+                ("Memory", f"{machine.memory_gib:.1f} GiB"),
+                ("Python", machine.python),
+                ("OS", machine.system),
+                ("SQLite", machine.sqlite),
+                ("Packages", packages),
+                ("Code measured", f"commit {machine.code}"),
+            ],
+        ),
+    ]
+
+
+# --- summary -------------------------------------------------------------------------------------
+def summary_section(results: Results) -> list[str]:
+    rows: list[tuple[str, str, str, str]] = []
+    if (updates := results.updates) is not None:
+        rows.append(
+            (
+                "1. Update handling",
+                f"{num(updates.ours_per_second)} updates/s through our dispatcher vs "
+                f"{num(updates.echo_per_second)} for aiogram's echo bot: ratio "
+                f"**{num(updates.ratio, 3)}**",
+                f"ratio ≥ {UPDATES_TARGET}",
+                updates_verdict(updates),
+            )
+        )
+    if (polling := results.polling) is not None:
+        rows.append(
+            (
+                "2. Polling",
+                polling_headline(polling),
+                f"⌈N/100⌉ calls; our CPU < {num(POLL_CPU_TARGET_US)} µs per order",
+                polling_verdict(polling),
+            )
+        )
+    if (delivery := results.delivery) is not None:
+        rows.append(
+            (
+                "3. Delivery",
+                f"{delivery.messages:,} messages drained in {num(delivery.drain, 1)} s; ideal "
+                f"{num(delivery.ideal, 1)} s ({delivery.over_ideal:+.1%}); "
+                f"{num(max(delivery.too_many_runs))} 429s; "
+                f"{max(delivery.lost_runs)} lost",
+                f"≤ ideal + {DELIVERY_SLACK:.0%}, ≤ {HANDFUL} 429s, 0 lost",
+                delivery_verdict(delivery),
+            )
+        )
+    if (catalog := results.catalog) is not None:
+        micros = list(catalog.micros.values())
+        rows.append(
+            (
+                "4. Catalog",
+                f"{catalog.n_services:,} services: parse {num(micros[0] / 1000, 1)} ms, "
+                f"snapshot {num(micros[1] / 1000, 1)} ms, category page {num(micros[2])} µs, "
+                f"services page {num(micros[3])} µs, search {num(micros[4])} µs",
+                "none set",
+                "–",
+            )
+        )
+    if (memory := results.memory) is not None:
+        rows.append(
+            (
+                "5. Memory",
+                f"peak {mib(memory.peak_kib)} with {memory.n_services:,} services and "
+                f"{memory.n_orders:,} orders polled; `import aiogram` alone: "
+                f"{mib(memory.aiogram_kib)}",
+                "none set",
+                "–",
+            )
+        )
+    return ["## Summary", "", *table(("Benchmark", "Figures", "Target", "Verdict"), rows)]
+
+
+def updates_verdict(updates: UpdatesResult) -> str:
+    met = updates.ratio >= UPDATES_TARGET
+    if met:
+        return verdict(True, f"{num(updates.ratio, 3)} ≥ {UPDATES_TARGET}")
+    return verdict(
+        False, f"{num(updates.ratio, 3)}: {num(UPDATES_TARGET / updates.ratio, 0)}× short"
+    )
+
+
+def batched_rows(polling: PollingResult, mix: str = BUSY) -> list[CycleRow]:
+    """Our batched cycles at the rate limit each size was measured with first."""
+    seen: set[int] = set()
+    rows = []
+    for row in polling.rows:
+        if row.method == "batched" and row.mix == mix and row.orders not in seen:
+            seen.add(row.orders)
+            rows.append(row)
+    return rows
+
+
+def polling_headline(polling: PollingResult) -> str:
+    parts = []
+    for row in batched_rows(polling):
+        parts.append(
+            f"{row.orders:,} orders: {row.panel_calls:,} calls, {num(row.wall, 2)} s, "
+            f"{num(row.cpu_per_order_us)} µs CPU/order"
+        )
+    pairs = polling.baseline_pairs()
+    if pairs:
+        ours, baseline = pairs[-1]
+        parts.append(
+            f"one call per order at {ours.orders:,}: {num(baseline.wall / ours.wall, 1)}× "
+            f"the wall time, {num(baseline.cpu_per_order_us / ours.cpu_per_order_us, 1)}× "
+            "our CPU"
+        )
+    return "; ".join(parts)
+
+
+def polling_verdict(polling: PollingResult) -> str:
+    calls_ok = all(row.panel_calls == row.expected_calls for row in polling.rows)
+    busy = batched_rows(polling)
+    worst = max(row.cpu_per_order_us for row in busy)
+    quiet = batched_rows(polling, QUIET)
+    parts = [
+        verdict(calls_ok, "calls = ⌈N/100⌉ at every size" if calls_ok else "calls ≠ ⌈N/100⌉"),
+        verdict(
+            worst < POLL_CPU_TARGET_US,
+            f"CPU: up to {num(worst)} µs/order with 11% of orders changed, "
+            f"{num(worst / POLL_CPU_TARGET_US, 1)}× the target"
+            + (f"; {num(quiet[0].cpu_per_order_us)} µs with 1% changed" if quiet else ""),
+        ),
+    ]
+    return "; ".join(parts)
+
+
+def delivery_verdict(delivery: DeliveryResult) -> str:
+    too_many = max(delivery.too_many_runs)
+    return "; ".join(
+        [
+            verdict(
+                delivery.over_ideal <= DELIVERY_SLACK and not delivery.timed_out,
+                f"time {delivery.over_ideal:+.1%}",
+            ),
+            verdict(too_many <= HANDFUL, f"{too_many:,} 429s"),
+            verdict(max(delivery.lost_runs) == 0, f"{max(delivery.lost_runs)} lost"),
+        ]
+    )
+
+
+# --- 1. updates ----------------------------------------------------------------------------------
+def updates_section(updates: UpdatesResult, concurrent: UpdatesResult | None) -> list[str]:
+    per_update_ms = 1000 / updates.ours_per_second
+    counts = list(updates.sql_by_step.values())
+    reads = sum(count.reads for count in counts) / len(counts)
+    writes = sum(count.writes for count in counts) / len(counts)
+    transactions = sum(count.transactions for count in counts) / len(counts)
+    trivial_us = updates.transaction_us
+    cheapest = min(STEPS, key=lambda step: updates.ms_by_step.get(step, math.inf))
+    floor = updates.sql_by_step[cheapest]
+    lines = [
+        "## 1. Update handling",
+        "",
+        "Updates per second through the real dispatcher (`create_dispatcher(services)`: every "
+        "middleware, the migrated SQLite database in a temporary file, the locale; the sandbox "
+        f"panel on loopback with a {updates.catalog_size:,}-service catalog, loaded before "
+        "timing like a running bot has it) against aiogram's echo bot (a `Dispatcher` and one "
+        "router answering `message.answer(text)`), fed the same number of updates in the same "
+        "run. Both get real `Update` objects, already mounted on the bot, through "
+        "`dp.feed_update`, one after the other, with a Bot whose session records requests "
+        "instead of sending them (no HTTP, no JSON on either side).",
+        "",
+        f"The mix: {updates.conversations:,} customers per run, each through one valid "
+        f"conversation of {len(STEPS)} updates ({', '.join(STEPS)}), interleaved step by step "
+        f"across customers; {updates.n_updates:,} updates per run. The customers are returning "
+        "ones (their user row and three placed orders exist, so /orders lists something); one "
+        "in four has a Filipino Telegram client. Every conversation reached its order summary "
+        f"({updates.summaries:,} of {updates.conversations:,}), with "
+        f"{plural(updates.errors, 'error')} logged.",
+        "",
+        *table(
+            ("", "Median", f"Runs ({updates.repeats})"),
+            [
+                (
+                    "Ours, updates/s",
+                    f"**{num(updates.ours_per_second)}**",
+                    runs(updates.ours_runs),
+                ),
+                (
+                    "Echo, updates/s",
+                    f"**{num(updates.echo_per_second)}**",
+                    runs(updates.echo_runs),
+                ),
+                ("Ratio ours / echo", f"**{num(updates.ratio, 3)}**", runs(updates.ratio_runs, 3)),
+            ],
+        ),
+        f"Target ratio ≥ {UPDATES_TARGET}: {updates_verdict(updates)}. Ours spends "
+        f"{num(per_update_ms, 1)} ms of wall time and {num(updates.cpu_per_update_ms, 1)} ms of "
+        "process CPU (its SQLite thread included) per update; the echo bot "
+        f"{num(1e6 / updates.echo_per_second)} µs. Bot API calls per update: "
+        + ", ".join(f"{name} {num(v, 2)}" for name, v in updates.requests_per_update.items())
+        + ".",
+        "",
+        "### Where an update's time goes",
+        "",
+        "Per step: the median wall time of one update over every run, and what it did to the "
+        "database (SQL statements by kind, and transactions, i.e. connection checkouts), counted "
+        "with SQLAlchemy engine events on one more customer's conversation.",
+        "",
+        *table(
+            ("Step", "ms per update", "SQL reads", "SQL writes", "Transactions"),
+            [
+                (
+                    step,
+                    num(updates.ms_by_step.get(step, math.nan), 2),
+                    updates.sql_by_step[step].reads,
+                    updates.sql_by_step[step].writes,
+                    updates.sql_by_step[step].transactions,
+                )
+                for step in STEPS
+            ],
+        ),
+        f"**What limits it.** {database_share_text(updates.profile)}An update averages "
+        f"{num(reads + writes, 1)} SQL statements ({num(reads, 1)} reads, {num(writes, 1)} "
+        f"writes) in {num(transactions, 1)} transactions, and one trivial transaction (SELECT 1 "
+        "and a commit) through the bot's session factory, SQLAlchemy's async session and "
+        f"aiosqlite costs {num(trivial_us)} µs, so the transactions' fixed cost alone is about "
+        f"{num(transactions * trivial_us / 1000, 1)} of the {num(per_update_ms, 1)} ms. The "
+        f"cheapest step, {cheapest}, takes {num(updates.ms_by_step[cheapest], 2)} ms with "
+        f"{floor.statements} statements in {floor.transactions} transactions: roughly what every "
+        "update pays for the middlewares (the user and chat records, the access decision, the "
+        "locale) and the FSM state before any handler does its own work. The echo bot touches no "
+        "database, which is why the ratio is small: a ratio of 0.5 would leave "
+        f"{num(2e6 / updates.echo_per_second)} µs per update, "
+        + (
+            "less than one trivial transaction here."
+            if 2e6 / updates.echo_per_second < trivial_us
+            else f"about {num(2e6 / updates.echo_per_second / trivial_us, 1)} trivial "
+            "transactions here."
+        ),
+        "",
+    ]
+    if concurrent is not None:
+        lines += [
+            f"**{concurrent.concurrency} updates at a time.** aiogram's polling handles updates "
+            "as concurrent tasks, so the same mix was also fed "
+            f"{concurrent.concurrency} at a time (consecutive updates belong to different "
+            f"customers): {num(concurrent.ours_per_second)} updates/s for ours (runs: "
+            f"{runs(concurrent.ours_runs)}), {num(concurrent.echo_per_second)} for the echo bot, "
+            f"ratio {num(concurrent.ratio, 3)}, {num(concurrent.cpu_per_update_ms, 1)} ms CPU "
+            f"per update ({concurrent.summaries:,} of {concurrent.conversations:,} "
+            f"conversations complete, {plural(concurrent.errors, 'error')}). "
+            + concurrency_text(updates, concurrent),
+            "",
+        ]
+    if updates.profile is not None:
+        lines += profile_lines(
+            updates.profile,
+            f"cProfile of one more run of {updates.n_updates:,} updates",
+        )
+    return lines
+
+
+DATABASE_AREAS = (
+    "SQLAlchemy",
+    "waiting for / handing work to the SQLite thread",
+    "aiosqlite",
+    "greenlet (SQLAlchemy's async bridge)",
+)
+
+
+def database_share_text(profile: ProfileSummary | None) -> str:
+    if profile is None:
+        return ""
+    share = sum(part for area, part in profile.by_area if area in DATABASE_AREAS)
+    return (
+        f"Database work: {share:.0%} of the event loop's profiled time is SQLAlchemy, aiosqlite "
+        "and waiting for the SQLite thread (below), and SQLite's own work runs in that thread "
+        "on top. "
+    )
+
+
+def concurrency_text(updates: UpdatesResult, concurrent: UpdatesResult) -> str:
+    if concurrent.ours_per_second > updates.ours_per_second * 1.1:
+        return "Concurrency helps: some of the time one at a time is spent waiting."
+    return (
+        "Concurrency does not help: the work is CPU-bound on one event loop (CPU per update "
+        f"{num(updates.cpu_per_update_ms, 1)} ms one at a time, "
+        f"{num(concurrent.cpu_per_update_ms, 1)} ms {concurrent.concurrency} at a time), and "
+        "concurrent updates add waits on SQLite's single write lock and more threads (one "
+        "aiosqlite thread per connection) competing for the GIL."
+    )
+
+
+def profile_lines(profile: ProfileSummary, what: str) -> list[str]:
+    return [
+        f"### Profile ({what})",
+        "",
+        f"{num(profile.total_seconds, 2)} s profiled (the profiler slows the code down). "
+        "Only the event loop's thread is seen: SQLite itself runs in aiosqlite's thread, and "
+        "shows here as the loop waiting for it and handing work to it.",
+        "",
+        "Time by library (time spent in the functions themselves):",
+        "",
+        *table(("Where", "Share"), [(area, f"{share:.0%}") for area, share in profile.by_area]),
+        "Top functions by their own time:",
+        "",
+        *table(
+            ("Function", "Own time", "Share", "Calls"),
+            [
+                (f"`{row.where}`", f"{row.seconds:.3f} s", f"{row.share:.1%}", f"{row.calls:,}")
+                for row in profile.top_self
+            ],
+        ),
+        "Our functions by the time spent under them (coroutines are counted on every resume, "
+        "so nested ones overlap and shares do not add up):",
+        "",
+        *table(
+            ("Function", "Time under it", "Share", "Calls / resumes"),
+            [
+                (f"`{row.where}`", f"{row.seconds:.3f} s", f"{row.share:.1%}", f"{row.calls:,}")
+                for row in profile.ours_cumulative
+            ],
+        ),
+    ]
+
+
+# --- 2. polling ----------------------------------------------------------------------------------
+def rps(value: float) -> str:
+    return "none" if value >= 1e5 else num(value)
+
+
+def polling_section(polling: PollingResult) -> list[str]:
+    rows = []
+    for row in polling.rows:
+        rows.append(
+            (
+                f"{row.orders:,}",
+                row.method,
+                rps(row.max_rps),
+                "1% changed" if row.mix == QUIET else "11% changed",
+                f"{row.panel_calls:,} ({'✓' if row.panel_calls == row.expected_calls else '✗'})",
+                row.repeats,
+                f"**{num(row.wall, 2)}** ({runs(row.wall_runs, 2)})",
+                f"**{num(row.cpu_per_order_us)}**",
+                num(row.panel_cpu_per_order_us),
+            )
+        )
+    lines = [
+        "## 2. Polling",
+        "",
+        "One `Poller.poll_once()` cycle over N placed, open orders, all due, in SQLite (bulk "
+        "inserted; 1,000 customers), against the sandbox panel on loopback in a **subprocess**: "
+        "`time.process_time()` of the benchmark process is the bot's own CPU (its SQLite thread "
+        "included), and the panel's CPU is read from its process. The panel holds every order "
+        "with a fixed answer (created directly: the sandbox's `add` and every request walk all "
+        "running orders, O(N) each, which 100,000 orders make unusable). In the **11% changed** "
+        "mix, 1% of the orders completed (status stored, one outbox notice each), 10% moved on "
+        "(remains stored) and 89% are unchanged since the last poll; in the **1% changed** mix "
+        "only the completions change. The database is reset to the same state before each run. "
+        "Rate limit: `PanelClient(max_rps=…)`, 1000 for our batched cycles (the default "
+        "PANEL_MAX_RPS is 5; one row shows it), none for the side-by-side comparison.",
+        "",
+        *table(
+            (
+                "Orders",
+                "How",
+                "max_rps",
+                "Mix",
+                "Panel calls (= expected)",
+                "Runs",
+                "Cycle wall s (runs)",
+                "Our CPU µs/order",
+                "Panel CPU µs/order",
+            ),
+            rows,
+        ),
+    ]
+    pairs = polling.baseline_pairs()
+    if pairs:
+        lines += [
+            "Batched against one `status` call per order (`for o in orders: await "
+            "client.status(o)` plus the same database writes: the same `Poller` with a panel "
+            "whose `statuses()` makes one call per id), both without a rate limit, side by side:",
+            "",
+            *table(
+                (
+                    "Orders",
+                    "Calls",
+                    "Wall: one per order / batched",
+                    "Our CPU: one per order / batched",
+                ),
+                [
+                    (
+                        f"{ours.orders:,}",
+                        f"{baseline.panel_calls:,} vs {ours.panel_calls:,}",
+                        f"**{num(baseline.wall / ours.wall, 1)}×** "
+                        f"({num(baseline.wall, 2)} s vs {num(ours.wall, 2)} s)",
+                        f"**{num(baseline.cpu_per_order_us / ours.cpu_per_order_us, 1)}×** "
+                        f"({num(baseline.cpu_per_order_us)} vs {num(ours.cpu_per_order_us)} µs)",
+                    )
+                    for ours, baseline in pairs
+                ],
+            ),
+        ]
+    busy = {row.orders: row for row in batched_rows(polling)}
+    quiet = batched_rows(polling, QUIET)
+    limits = [
+        f"Targets (⌈N/100⌉ panel calls per cycle; our CPU under {num(POLL_CPU_TARGET_US)} µs "
+        f"per order polled): {polling_verdict(polling)}."
+    ]
+    if quiet and quiet[0].orders in busy:
+        same = busy[quiet[0].orders]
+        moved = 0.10 * same.orders
+        per_moved = (same.cpu_per_order_us - quiet[0].cpu_per_order_us) * same.orders / moved
+        text = (
+            f"At {same.orders:,} orders the 10% that moved on cost "
+            f"{num(same.cpu_per_order_us - quiet[0].cpu_per_order_us)} µs per polled order: "
+            f"about {num(per_moved)} µs each"
+        )
+        if per_moved > 200:
+            text += (
+                ", because every changed order gets an UPDATE of its own "
+                "(`record_order_status`'s compare-and-set): a statement built for that order, "
+                "its SQLAlchemy cache key computed, and a round trip to the SQLite thread"
+            )
+        limits.append(text + ".")
+    if polling.profile is not None:
+        limits.append("The profile below shows where the rest goes.")
+    lines += [" ".join(limits), ""]
+    if polling.profile is not None:
+        lines += profile_lines(
+            polling.profile, f"one more batched cycle of {polling.profile_orders:,} orders"
+        )
+    return lines
+
+
+# --- 3. delivery ---------------------------------------------------------------------------------
+def delivery_section(delivery: DeliveryResult) -> list[str]:
+    limits = delivery.limits
+    causes = ", ".join(f"{cause} {n}" for cause, n in delivery.too_many_causes.most_common())
+    bounds = "; ".join(f"{name} {num(seconds, 1)} s" for name, seconds in delivery.bounds.items())
+    runs_note = (
+        "one run at full size (a run takes about the ideal time)"
+        if delivery.repeats == 1
+        else f"{delivery.repeats} runs"
+    )
+    return [
+        "## 3. Delivery",
+        "",
+        f"{delivery.private_chats * delivery.per_chat:,} notifications to "
+        f"{delivery.private_chats:,} private chats ({delivery.per_chat} each) and "
+        f"{delivery.groups * delivery.per_group:,} to {delivery.groups} groups "
+        f"({delivery.per_group} each), enqueued in one transaction with `storage.outbox.enqueue`"
+        ", then drained by the real `OutboxSender.run_forever()` with a real `aiogram.Bot` over "
+        "HTTP against the Telegram emulator, which enforces "
+        f"{num(limits.global_per_second)} messages/s overall, {num(limits.per_chat_per_second)}"
+        f"/s per chat and {num(limits.per_group_per_minute)}/min per group (sliding windows) "
+        f"and answers 429 with `retry_after` beyond them. The sender uses the same limits. "
+        f"{runs_note.capitalize()}.",
+        "",
+        f"Ideal time = the largest of what each limit alone needs: {bounds} (overall: every "
+        "message at the overall rate; per chat: the busiest chat's messages at the per-chat rate, "
+        "a group being a chat too; per group: each group's messages at the per-minute rate).",
+        "",
+        *table(
+            ("", "Result", f"Runs ({delivery.repeats})"),
+            [
+                (
+                    "Drain time",
+                    f"**{num(delivery.drain, 1)} s** ({delivery.over_ideal:+.1%} over the ideal "
+                    f"{num(delivery.ideal, 1)} s)",
+                    runs(delivery.drain_runs, 1),
+                ),
+                (
+                    "429s received",
+                    f"**{max(delivery.too_many_runs):,}**",
+                    runs(delivery.too_many_runs),
+                ),
+                ("…judged from the send times", causes or "–", ""),
+                (
+                    "Most sendMessage calls started within one second",
+                    f"{delivery.peak_sends_per_second} (limit {num(limits.global_per_second)})",
+                    "",
+                ),
+                ("Messages lost", f"**{max(delivery.lost_runs)}**", runs(delivery.lost_runs)),
+                (
+                    "Messages delivered twice",
+                    f"{max(delivery.duplicate_runs)}",
+                    runs(delivery.duplicate_runs),
+                ),
+            ],
+        ),
+        f"Targets: {delivery_verdict(delivery)}.",
+        "",
+        delivery_limits_text(delivery),
+        "",
+    ]
+
+
+def delivery_limits_text(delivery: DeliveryResult) -> str:
+    largest = max(delivery.bounds, key=lambda name: delivery.bounds[name])
+    text = [
+        f"**What limits it.** The ideal is set by the {largest} limit; the drain took "
+        f"{num(delivery.drain - delivery.ideal, 1)} s more than that."
+    ]
+    too_many = max(delivery.too_many_runs)
+    overall = delivery.too_many_causes.get("overall", 0)
+    if too_many > HANDFUL and overall >= sum(delivery.too_many_causes.values()) / 2:
+        text.append(
+            "Most 429s come from the overall window: the sender's global limiter is an "
+            "`aiolimiter` leaky bucket whose capacity is the whole rate, so after a pause it "
+            "lets up to a full second's worth through at once on top of the steady rate (see "
+            "the peak above), while Telegram (and the emulator) count any sliding second; and "
+            "each 429 pauses every send for its `retry_after`."
+        )
+    elif too_many:
+        text.append("The 429s are split between the limits as shown above.")
+    text.append(
+        "Nothing is lost either way: a row leaves the outbox only once Telegram accepted it."
+    )
+    return " ".join(text)
+
+
+# --- 4. catalog ----------------------------------------------------------------------------------
+def catalog_section(catalog: CatalogResult) -> list[str]:
+    return [
+        "## 4. Catalog",
+        "",
+        f"A {catalog.n_services:,}-service `services` answer (`generate_catalog("
+        f"{catalog.n_services})`: {catalog.answer_bytes / 1024:,.0f} KiB of JSON, "
+        f"{catalog.categories} categories). Pages are rendered inside an i18n context as in an "
+        "update, with the default page size of 8; the services page is page 2 of the largest "
+        f"category; the search finds {catalog.search_hits} services. Median of many iterations "
+        "each:",
+        "",
+        *table(
+            ("Operation", "µs", "Iterations"),
+            [
+                (name, f"**{num(us)}**", f"{catalog.iterations[name]:,}")
+                for name, us in catalog.micros.items()
+            ],
+        ),
+        "No target was set. Parsing and indexing happen once per refresh (CATALOG_TTL, 10 "
+        "minutes by default) in the background; a page costs a fraction of a millisecond, small "
+        "next to the database work of the update that shows it (section 1).",
+        "",
+    ]
+
+
+# --- 5. memory -----------------------------------------------------------------------------------
+def memory_section(memory: MemoryResult) -> list[str]:
+    return [
+        "## 5. Memory",
+        "",
+        "The bot in a subprocess: it builds what `python -m bot` builds (services with "
+        "migrations, the dispatcher, the bot), loads the "
+        f"{memory.services_loaded:,}-service catalog from the panel (another subprocess), and "
+        f"runs one poll cycle over the {memory.orders_polled:,} orders in its database. The "
+        "peak is the kernel's VmHWM for the process: `getrusage().ru_maxrss` is not used because "
+        "on Linux a child's ru_maxrss starts from the RSS its parent had when it forked (here "
+        f"it read {mib(memory.ru_maxrss_kib)}, the benchmark's own size), not from its own.",
+        "",
+        *table(
+            ("Process", "RSS"),
+            [
+                ("bare `python` (reading /proc)", mib(memory.python_kib)),
+                ("`python -c 'import aiogram'`", mib(memory.aiogram_kib)),
+                *[(f"bot: {stage}", mib(kib)) for stage, kib in memory.stages.items()],
+                ("**bot: peak**", f"**{mib(memory.peak_kib)}**"),
+            ],
+        ),
+        f"The bot's peak is {mib(memory.over_aiogram_kib)} over a process that only imported "
+        "aiogram"
+        + (
+            ", whose type models are most of the footprint"
+            if memory.aiogram_kib > memory.peak_kib / 2
+            else ""
+        )
+        + ". The catalog adds "
+        f"{mib(catalog_growth(memory))}; the poll cycle leases 500 orders at a time, so "
+        f"{memory.n_orders:,} orders in the database cost the process little.",
+        "",
+    ]
+
+
+def catalog_growth(memory: MemoryResult) -> int:
+    stages = memory.stages
+    return stages.get("catalog loaded", 0) - stages.get("services and dispatcher built", 0)
