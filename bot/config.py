@@ -7,6 +7,7 @@ line naming the variable (see `load_settings`).
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     def uses_sandbox(self) -> bool:
         return self.panel_api_url.strip().lower() == SANDBOX
 
-    @property
+    @cached_property
     def poll_aging_schedule(self) -> list[tuple[float, float]]:
         return parse_poll_aging(self.poll_aging)
 

@@ -285,6 +285,21 @@ class _Batch:
     changes: list[OrderChange] = field(default_factory=list)
     missing: list[int] = field(default_factory=list)
     unchanged: dict[datetime, list[int]] = field(default_factory=lambda: defaultdict(list))
+    quiet: list[dict[str, Any]] = field(default_factory=list)  # numbers moved, status did not
+
+
+def _quiet_row(order: DueOrder, update: StatusUpdate, next_poll_at: datetime) -> dict[str, Any]:
+    """Parameters of storage.polling.record_quiet_updates for one order."""
+    numbers = update.numbers
+    return {
+        "order_id": order.id,
+        "old_status": order.status,
+        "new_remains": numbers.get("remains", order.remains),
+        "new_start_count": numbers.get("start_count", order.start_count),
+        "new_charge": numbers.get("charge", order.charge),
+        "new_currency": numbers.get("currency", order.currency),
+        "new_next_poll_at": next_poll_at,
+    }
 
 
 class Poller:
@@ -396,6 +411,7 @@ class Poller:
             for order in batch:
                 answer = answers.get(order.panel_order_id)
                 await self._store_order(session, order, answer, now, outcome)
+            await polling.record_quiet_updates(session, outcome.quiet)
             await polling.mark_orders_missing(session, outcome.missing, self.owner)
             await polling.reschedule_orders(session, outcome.unchanged, self.owner)
             # A lost compare-and-set leaves our lease behind; hand it back.
@@ -424,6 +440,10 @@ class Poller:
         )
         if update is None:
             outcome.unchanged[next_poll_at].append(order.id)
+            return
+        if update.status == order.status and update.poll_active and order.status is not None:
+            # Only numbers moved: nothing to announce, so it joins one batched statement.
+            outcome.quiet.append(_quiet_row(order, update, next_poll_at))
             return
         stored = await polling.record_order_status(
             session,

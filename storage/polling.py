@@ -6,13 +6,13 @@ a slower one whose lease ran out, can never undo a change or announce it twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -151,6 +151,38 @@ async def record_order_status(
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+_ORDERS = cast(Table, Order.__table__)
+# One executemany for all orders whose numbers moved but whose status did not; the status in
+# the WHERE clause keeps it a compare-and-set, like record_order_status.
+_QUIET_UPDATE = (
+    update(_ORDERS)
+    .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status == bindparam("old_status"))
+    .values(
+        remains=bindparam("new_remains"),
+        start_count=bindparam("new_start_count"),
+        charge=bindparam("new_charge"),
+        currency=bindparam("new_currency"),
+        next_poll_at=bindparam("new_next_poll_at"),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=bindparam("new_updated_at"),
+    )
+)
+
+
+async def record_quiet_updates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Store new numbers (remains, start count, charge) of orders whose status is unchanged.
+
+    Each row: order_id, old_status, new_remains, new_start_count, new_charge, new_currency,
+    new_next_poll_at. Nothing is announced for these, so one batched statement does.
+    """
+    if not rows:
+        return
+    now = utcnow()
+    connection = await session.connection()
+    await connection.execute(_QUIET_UPDATE, [{**row, "new_updated_at": now} for row in rows])
 
 
 async def mark_orders_missing(session: AsyncSession, order_ids: Iterable[int], owner: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -62,13 +62,13 @@ class Rig:
     settings: Settings
 
     def poller(self, **overrides: Any) -> Poller:
-        return Poller(
-            settings=self.settings,
-            sessions=self.sessions,
-            panel=self.panel,
-            i18n=create_i18n("en"),
-            **overrides,
-        )
+        arguments: dict[str, Any] = {
+            "settings": self.settings,
+            "sessions": self.sessions,
+            "panel": self.panel,
+            "i18n": create_i18n("en"),
+        }
+        return Poller(**{**arguments, **overrides})
 
     def panel_order(self, quantity: int = 1000) -> int:
         """An order placed on the sandbox directly (no HTTP: the setup is not under test)."""
@@ -483,3 +483,44 @@ async def test_low_balance_alerts_each_admin_once_until_it_recovers(rig: Rig) ->
         assert await kv.get_value(session, "low_balance_alerted") is None
     rig.sandbox.set_balance(Decimal("3"))
     assert (await poller().poll_once()).messages == 2  # a new fall: a new alert
+
+
+class NumbersOnlyPanel:
+    """A panel whose orders stay In progress while their remains go down."""
+
+    def __init__(self, remains: int) -> None:
+        self.remains = remains
+
+    async def statuses(self, orders: Iterable[int]) -> dict[int, OrderStatusResult]:
+        return {
+            order: OrderStatusResult(
+                order=order,
+                status="In progress",
+                charge=Decimal("0.90"),
+                start_count=10,
+                remains=self.remains,
+                currency="USD",
+            )
+            for order in orders
+        }
+
+    async def refill_statuses(self, refills: Iterable[int]) -> dict[int, object]:
+        return {}
+
+
+async def test_moving_numbers_are_stored_in_one_batch_without_messages(rig: Rig) -> None:
+    order_ids = await add_orders(rig.sessions, [1, 2, 3], status="In progress")
+    panel = NumbersOnlyPanel(remains=400)
+    poller = rig.poller(panel=panel)
+    report = await poller.poll_once()
+    assert (report.orders_polled, report.messages) == (3, 0)
+    for order_id in order_ids:
+        order = await load(rig.sessions, order_id)
+        assert (order.remains, order.start_count, order.charge) == (400, 10, Decimal("0.90"))
+        assert order.status == "In progress" and order.poll_active
+        assert order.lease_owner is None and order.next_poll_at is not None
+    panel.remains = 100
+    await make_due(rig.sessions)
+    await poller.poll_once()
+    assert (await load(rig.sessions, order_ids[0])).remains == 100
+    assert await queued(rig.sessions) == []
