@@ -306,12 +306,12 @@ async def _advance(
     answers: dict[str, Any],
 ) -> None:
     """Store the answers and ask the next step, or show the summary when the form is full."""
-    await state.set_state(OrderForm.answering)
-    await state.update_data(answers=answers, order=None)
     field = next_field(service, answers)
     if field is None:
         await _show_summary(origin, state, ordering, service, answers)
         return
+    await state.set_state(OrderForm.answering)
+    await state.update_data(answers=answers, order=None)
     markup = keyboards.form_step(field)
     await _show(origin, texts.prompt(field.name, service), markup, typed=True)
 
@@ -328,7 +328,7 @@ async def _show_summary(
     user_id = origin.from_user.id if origin.from_user else message.chat.id
     draft = await ordering.create_draft(message.chat.id, user_id, service, answers)
     await state.set_state(OrderForm.confirming)
-    await state.update_data(order=draft.id)
+    await state.update_data(answers=answers, order=draft.id)
     summary = texts.summary(draft, service, answers)
     await _show(origin, summary, keyboards.confirmation(draft.id), typed=False)
 

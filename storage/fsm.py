@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -44,7 +44,9 @@ class SqlStorage(BaseStorage):
     ) -> None:
         self._sessions = session_factory
         self._keys = key_builder or DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
-        self._cache: OrderedDict[str, tuple[str | None, dict[str, Any]]] | None = (
+        # Data is kept as JSON text: handing out a fresh dict per read is cheaper than a deep
+        # copy, and no caller can change the cached value through a dict it was given.
+        self._cache: OrderedDict[str, tuple[str | None, str]] | None = (
             OrderedDict() if cache else None
         )
 
@@ -59,12 +61,14 @@ class SqlStorage(BaseStorage):
         await self._write(key, data=dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        return copy.deepcopy((await self._read(key))[1])
+        data: dict[str, Any] = json.loads((await self._read(key))[1])
+        return data
 
     async def close(self) -> None:
         """The engine belongs to the application, which disposes of it."""
 
-    async def _read(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
+    async def _read(self, key: StorageKey) -> tuple[str | None, str]:
+        """The state and the data (as JSON text) of a key."""
         name = self._keys.build(key)
         if self._cache is not None and name in self._cache:
             self._cache.move_to_end(name)
@@ -72,26 +76,33 @@ class SqlStorage(BaseStorage):
         async with self._sessions() as session:
             result = await session.execute(select(FsmRecord).where(FsmRecord.key == name))
             record = result.scalar_one_or_none()
-        row = (record.state, dict(record.data or {})) if record else (None, {})
+        row = (record.state, _dump(record.data or {})) if record else (None, _dump({}))
         self._remember(name, row)
         return row
 
     async def _write(self, key: StorageKey, **change: Any) -> None:
         name = self._keys.build(key)
-        state, data = await self._read(key) if self._cache is not None else (None, {})
-        new = (change.get("state", state), change.get("data", data))
-        if self._cache is not None and new == (state, data):
-            return  # nothing changes: no write
+        new_data = _dump(change["data"]) if "data" in change else None
+        if self._cache is not None:
+            state, data = await self._read(key)
+            new = (change.get("state", state), new_data if new_data is not None else data)
+            if new == (state, data):
+                return  # nothing changes: no write
         values: dict[str, Any] = {"key": name, "state": None, "data": {}, "updated_at": utcnow()}
         values.update(change)
         async with self._sessions() as session, session.begin():
             await upsert(session, _TABLE, values, ["key"], [*change, "updated_at"])  # type: ignore[arg-type]
-        self._remember(name, (new[0], copy.deepcopy(new[1])))
+        if self._cache is not None:
+            self._remember(name, new)
 
-    def _remember(self, name: str, row: tuple[str | None, dict[str, Any]]) -> None:
+    def _remember(self, name: str, row: tuple[str | None, str]) -> None:
         if self._cache is None:
             return
         self._cache[name] = row
         self._cache.move_to_end(name)
         while len(self._cache) > CACHED_KEYS:
             self._cache.popitem(last=False)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

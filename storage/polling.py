@@ -335,8 +335,8 @@ async def raise_flag(session: AsyncSession, key: str, value: str) -> bool:
     """
     values = {"key": key, "value": value, "updated_at": utcnow()}
     dialect = session.get_bind().dialect.name
-    statement = upsert_statement(dialect, KeyValue.__table__, values, ["key"], [])  # type: ignore[arg-type]
-    result = await session.execute(statement)
+    statement = upsert_statement(dialect, KeyValue.__table__, ["key"], [])  # type: ignore[arg-type]
+    result = await session.execute(statement, values)
     return bool(getattr(result, "rowcount", 0) == 1)
 
 

@@ -1,8 +1,13 @@
-"""INSERT … ON CONFLICT DO UPDATE for the two databases we run on (SQLite and PostgreSQL)."""
+"""INSERT … ON CONFLICT for the two databases we run on (SQLite and PostgreSQL).
+
+The statements carry no values (those come as parameters at execution), so each shape is
+built once: building one, with its `excluded` columns, cost more than running it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table
@@ -11,21 +16,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 
-def upsert_statement(
-    dialect: str,
-    table: Table,
-    values: Mapping[str, Any],
-    keys: Iterable[str],
-    update: Iterable[str],
+@lru_cache(maxsize=128)
+def _statement(
+    dialect: str, table: Table, keys: tuple[str, ...], update: tuple[str, ...]
 ) -> Insert:
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table).values(**values)
-    changes = {name: statement.excluded[name] for name in update}
-    if not changes:
+    statement = module.insert(table)
+    if not update:
         result: Insert = statement.on_conflict_do_nothing(index_elements=list(keys))
     else:
+        changes = {name: statement.excluded[name] for name in update}
         result = statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
     return result
+
+
+def upsert_statement(
+    dialect: str, table: Table, keys: Iterable[str], update: Iterable[str]
+) -> Insert:
+    """The statement for `session.execute(statement, values)`: insert, or on a conflict of
+    `keys` update the `update` columns (nothing when empty)."""
+    return _statement(dialect, table, tuple(keys), tuple(update))
 
 
 async def upsert(
@@ -37,4 +47,4 @@ async def upsert(
 ) -> None:
     """Insert a row, or update the `update` columns of the row with the same `keys`."""
     dialect = session.get_bind().dialect.name
-    await session.execute(upsert_statement(dialect, table, values, keys, update))
+    await session.execute(upsert_statement(dialect, table, keys, update), dict(values))
