@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.harness import ADMIN, ALICE, BotUnderTest
 
 
@@ -35,3 +37,36 @@ async def test_stranger_sees_how_to_get_access(running_bot: BotUnderTest) -> Non
     reply = await stranger.send("/start")
     assert "1999" in reply.text and "admin" in reply.text
     assert "/orders" not in reply.text
+
+
+async def test_a_failing_handler_gets_an_apology(
+    running_bot: BotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert running_bot.services is not None
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database went away")
+
+    running_bot.services.ordering.list_orders = broken  # type: ignore[method-assign]
+    alice = running_bot.user(ALICE, "Alice")
+    reply = await alice.send("/orders")
+    assert "Sorry, something went wrong" in reply.text
+    assert "database went away" not in reply.text
+    reply = await alice.send("/help")  # one bad update never stops the bot
+    assert "/order" in reply.text
+    assert any("RuntimeError" in record.getMessage() for record in caplog.records)
+
+
+async def test_filipino_conversation(running_bot: BotUnderTest) -> None:
+    juan = running_bot.user(ALICE, "Juan", language="fil")
+    menu = await juan.send("/order")
+    assert "Pumili ng kategorya" in menu.text
+    await juan.press("Instagram (1)")
+    prompt = await juan.press("Mga Tagasubaybay sa Instagram")
+    assert "link" in prompt.text.lower()
+    quantity = await juan.send("https://instagram.com/juan")
+    assert "dami" in quantity.text.lower()
+    error = await juan.send("abc")
+    assert "Please" not in error.text
+    summary = await juan.send("100")
+    assert "Kumpirmahin" in str(summary.buttons)

@@ -159,3 +159,34 @@ def test_recently_seen_expires_and_forgets() -> None:
     assert recent.chat_is_fresh(5, ("private", None))
     now[0] = 11
     assert not recent.chat_is_fresh(5, ("private", None))
+
+
+async def test_redis_fsm_storage_when_configured() -> None:
+    """FSM_STORAGE=redis://… switches to aiogram's RedisStorage (CI runs a Redis server)."""
+    import os
+
+    import pytest
+
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("TEST_REDIS_URL is not set (CI sets it when Redis answers)")
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    from bot.app import create_fsm_storage
+    from bot.config import load_settings
+
+    settings = load_settings(bot_token="1:x", panel_api_url="sandbox", fsm_storage=url)
+    storage = create_fsm_storage(
+        settings, create_session_factory(create_engine("sqlite+aiosqlite://"))
+    )
+    assert isinstance(storage, RedisStorage)
+    key = StorageKey(bot_id=1, chat_id=12, user_id=12)
+    try:
+        await storage.set_state(key, "OrderForm:answering")
+        await storage.set_data(key, {"service": 1448})
+        assert await storage.get_state(key) == "OrderForm:answering"
+        assert await storage.get_data(key) == {"service": 1448}
+    finally:
+        await storage.set_state(key, None)
+        await storage.set_data(key, {})
+        await storage.close()
