@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 from aiogram import F, Router, html
@@ -11,7 +10,6 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     CallbackQuery,
-    ErrorEvent,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -29,7 +27,6 @@ from handlers.filters import menu_text
 from storage import people
 
 router: Final[Router] = Router(name=__name__)
-log = logging.getLogger(__name__)
 
 LANGUAGE_NAMES = {"en": "English", "fil": "Filipino"}
 
@@ -144,23 +141,3 @@ async def set_language(
         text = _("Language set: {name}.").format(name=LANGUAGE_NAMES[callback_data.code])
     if isinstance(query.message, Message):
         await query.message.edit_text(text)
-
-
-@router.errors()
-async def apologise(event: ErrorEvent) -> None:
-    """Log the failure and tell the user, so one bad update never looks like silence."""
-    log.error(
-        "update %s failed: %s",
-        event.update.update_id,
-        type(event.exception).__name__,
-        exc_info=event.exception,
-    )
-    text = _("Sorry, something went wrong on our side. Please try again in a moment.")
-    update = event.update
-    try:
-        if update.callback_query is not None:
-            await update.callback_query.answer(text, show_alert=True)
-        elif update.message is not None:
-            await update.message.answer(text)
-    except Exception:  # the apology itself must never raise out of the error handler
-        log.warning("could not send the apology for update %s", update.update_id)

@@ -7,9 +7,10 @@ from html import escape
 from typing import Any, Final
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, ExceptionTypeFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Chat, Message, User
+from aiogram.types import CallbackQuery, Chat, ErrorEvent, Message, User
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,8 +55,19 @@ async def _snapshot(catalog: Catalog) -> CatalogSnapshot:
         raise CatalogUnavailable from error
 
 
-def _unavailable_text() -> str:
-    return _("The service list is not available right now. Please try again in a minute.")
+@router.error(ExceptionTypeFilter(CatalogUnavailable))
+async def catalog_unavailable(event: ErrorEvent) -> None:
+    """Any step that needs the catalog while the panel cannot give it: say so, keep the step."""
+    text = _("The service list is not available right now. Please try again in a minute.")
+    query, message = event.update.callback_query, event.update.message
+    if query is not None:
+        try:
+            await query.answer(text, show_alert=True)
+            return
+        except TelegramBadRequest:  # answered already: say it in the chat instead
+            message = query.message if isinstance(query.message, Message) else None
+    if message is not None:
+        await message.answer(text)
 
 
 # --- browsing the catalog ----------------------------------------------------------------
@@ -95,12 +107,8 @@ async def start_order(
     message: Message, state: FSMContext, catalog: Catalog, settings: Settings
 ) -> None:
     await state.clear()  # /order leaves any flow and starts over
-    try:
-        by = _opener(message.chat, message.from_user)
-        text, markup = await _categories_screen(catalog, settings, 0, by)
-    except CatalogUnavailable:
-        await message.answer(_unavailable_text())
-        return
+    by = _opener(message.chat, message.from_user)
+    text, markup = await _categories_screen(catalog, settings, 0, by)
     await message.answer(text, reply_markup=markup)
 
 
@@ -114,13 +122,9 @@ async def categories_page(
 ) -> None:
     await query.answer()
     await state.clear()
-    try:
-        text, markup = await _categories_screen(
-            catalog, settings, callback_data.page, callback_data.by
-        )
-    except CatalogUnavailable:
-        await replace(query, _unavailable_text())
-        return
+    text, markup = await _categories_screen(
+        catalog, settings, callback_data.page, callback_data.by
+    )
     await replace(query, text, markup)
 
 
@@ -133,11 +137,7 @@ async def services_page(
     ordering: Ordering,
     settings: Settings,
 ) -> None:
-    try:
-        snapshot = await _snapshot(catalog)
-    except CatalogUnavailable:
-        await query.answer(_unavailable_text(), show_alert=True)
-        return
+    snapshot = await _snapshot(catalog)
     category = snapshot.category_by_key(callback_data.category)
     if category is None:
         await query.answer(_("This category is no longer available."), show_alert=True)
@@ -172,11 +172,7 @@ async def start_search(
 
 @router.message(OrderForm.searching, F.text, ~F.text.startswith("/"))
 async def search(message: Message, catalog: Catalog, ordering: Ordering) -> None:
-    try:
-        snapshot = await _snapshot(catalog)
-    except CatalogUnavailable:
-        await message.answer(_unavailable_text())
-        return
+    snapshot = await _snapshot(catalog)
     by = _opener(message.chat, message.from_user)
     query = (message.text or "").strip()[:100]
     found = snapshot.search(query, limit=SEARCH_LIMIT)
@@ -209,11 +205,7 @@ async def pick_service(
     catalog: Catalog,
     ordering: Ordering,
 ) -> None:
-    try:
-        snapshot = await _snapshot(catalog)
-    except CatalogUnavailable:
-        await query.answer(_unavailable_text(), show_alert=True)
-        return
+    snapshot = await _snapshot(catalog)
     # The button carries the service id; a service the panel dropped is never swapped for another.
     service = snapshot.service(callback_data.service)
     if service is None:

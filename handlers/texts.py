@@ -10,7 +10,8 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.forms import FormError, bounds_for, price_basis
 from bot.money import format_money
-from bot.panel.models import OrderStatus, Service
+from bot.notices import order_status_label, refill_status_label
+from bot.panel.models import Service
 from storage.models import Order, Refill, SubmissionState
 
 # Known panel refusals get a sentence of our own; anything else is quoted.
@@ -18,17 +19,8 @@ NOT_ENOUGH_FUNDS = "not enough funds"
 
 
 def status_label(status: str | None) -> str:
-    labels: dict[str, str] = {
-        OrderStatus.PENDING: _("Pending"),
-        OrderStatus.IN_PROGRESS: _("In progress"),
-        OrderStatus.PROCESSING: _("Processing"),
-        OrderStatus.COMPLETED: _("Completed"),
-        OrderStatus.PARTIAL: _("Partial"),
-        OrderStatus.CANCELED: _("Canceled"),
-    }
-    if status is None:
-        return "—"
-    return labels.get(status, escape(status))
+    """The panel's order status in the reader's language (the same words as pushed updates)."""
+    return "—" if status is None else order_status_label(status, _)
 
 
 def state_label(order: Order) -> str:
@@ -233,7 +225,7 @@ def order_card(order: Order, refills: list[Refill]) -> str:
     for refill in refills:
         lines.append(
             _("Refill #{id}: {status}").format(
-                id=refill.panel_refill_id, status=status_label(refill.status)
+                id=refill.panel_refill_id, status=refill_status_label(refill.status, _)
             )
         )
     return "\n".join(lines)

@@ -299,3 +299,13 @@ async def test_a_group_members_menu_is_theirs(running_bot: BotUnderTest) -> None
     assert "someone else" in answer.text
     services = await alice.press("TikTok", message=menu)
     assert "TikTok Views" in str(services.buttons)
+
+
+async def test_catalog_unavailable_is_explained_and_recovers(running_bot: BotUnderTest) -> None:
+    for _ in range(5):  # the first load and every retry of it fail
+        running_bot.sandbox.fail_next_http("services", status=502)
+    alice = running_bot.user(ALICE, "Alice")
+    reply = await alice.send("/order", timeout=15)
+    assert "not available right now" in reply.text
+    reply = await alice.send("/order")
+    assert "Choose a category" in reply.text
