@@ -37,7 +37,7 @@ from bot.panel.models import (
     is_terminal_refill_status,
     parse_order_status,
 )
-from storage import outbox, polling
+from storage import orders, outbox, polling
 from storage.db import utcnow
 from storage.models import Order
 from storage.polling import DueOrder, DueRefill
@@ -49,6 +49,7 @@ LEASES_PER_INTERVAL = 3  # a lease outlives a few cycles, so a crashed poller's 
 MIN_LEASE_SECONDS = 30.0  # …but never less than a slow panel call (retries included)
 MAX_BACKOFF_FACTOR = 10
 BALANCE_CHECK_SECONDS = 60.0
+SUBMISSION_GRACE = 60.0  # seconds past the panel timeout before a stuck `submitting` is unknown
 STATUS_LENGTH = 32  # orders.status and refills.status columns
 
 ORDER_UPDATE = "order_status"
@@ -364,6 +365,7 @@ class Poller:
         """One cycle: every due order and refill, then (now and then) the panel balance."""
         async with self._cycle:
             report = PollReport()
+            await self._settle_interrupted_submissions()
             try:
                 await self._poll_orders(report)
                 await self._poll_refills(report)
@@ -379,6 +381,14 @@ class Poller:
             if report.orders_polled or report.refills_polled:
                 log.debug("poll cycle: %s", report)
             return report
+
+    async def _settle_interrupted_submissions(self) -> None:
+        """A crash during `add` leaves a draft in `submitting`; past any timeout it is unknown."""
+        grace = timedelta(seconds=SUBMISSION_GRACE + 2 * self._settings.panel_timeout)
+        async with self._sessions.begin() as session:
+            interrupted = await orders.interrupted_submissions(session, self._clock() - grace)
+        for order_id in interrupted:
+            log.warning("order %d was interrupted during add: marked unknown", order_id)
 
     # --- orders -------------------------------------------------------------------------------
 

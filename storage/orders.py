@@ -127,3 +127,26 @@ async def poll_soon(session: AsyncSession, order_id: int) -> None:
         .values(poll_active=True, next_poll_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+async def interrupted_submissions(session: AsyncSession, started_before: datetime) -> list[int]:
+    """Orders left in `submitting` by a process that died during `add`: now `unknown`.
+
+    The request may have reached the panel, so they are never sent again; an admin settles them
+    with /unknown. Returns their ids.
+    """
+    result = await session.execute(
+        update(Order)
+        .where(
+            Order.state == str(SubmissionState.SUBMITTING),
+            Order.updated_at < started_before,
+        )
+        .values(
+            state=str(SubmissionState.UNKNOWN),
+            error="interrupted while it was being sent to the panel",
+            updated_at=utcnow(),
+        )
+        .returning(Order.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(result.scalars().all())

@@ -524,3 +524,20 @@ async def test_moving_numbers_are_stored_in_one_batch_without_messages(rig: Rig)
     await poller.poll_once()
     assert (await load(rig.sessions, order_ids[0])).remains == 100
     assert await queued(rig.sessions) == []
+
+
+async def test_a_submission_interrupted_by_a_crash_becomes_unknown(rig: Rig) -> None:
+    [stuck, fresh] = await add_orders(rig.sessions, [901, 902])
+    long_ago = utcnow() - timedelta(hours=1)
+    async with rig.sessions.begin() as session:
+        await session.execute(
+            update(Order)
+            .where(Order.id == stuck)
+            .values(state=SubmissionState.SUBMITTING, updated_at=long_ago)
+        )
+        await session.execute(
+            update(Order).where(Order.id == fresh).values(state=SubmissionState.SUBMITTING)
+        )
+    await rig.poller().poll_once()
+    assert (await load(rig.sessions, stuck)).state == SubmissionState.UNKNOWN
+    assert (await load(rig.sessions, fresh)).state == SubmissionState.SUBMITTING  # still in flight
