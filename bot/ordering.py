@@ -11,15 +11,17 @@ import asyncio
 import enum
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.catalog import Catalog
 from bot.config import Settings
 from bot.forms import add_arguments, order_price, order_quantity
 from bot.notices import Translations
@@ -40,12 +42,15 @@ log = logging.getLogger(__name__)
 # `add` arguments that also get a column of their own (shown in cards, counted in stats).
 _COLUMN_ARGUMENTS = ("link", "quantity", "runs", "interval")
 CURRENCY_TTL = 3600.0
+CURRENCY_RETRY = 60.0
 REFILLABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
 
 
 class Outcome(enum.StrEnum):
     PLACED = "placed"
     AWAITING_APPROVAL = "awaiting_approval"
+    REJECTED = "rejected"  # an admin said no
+    CHANGED = "changed"  # the service changed since the summary: nothing was ordered
     FAILED = "failed"  # the panel said no: `error` has its message
     UNAVAILABLE = "unavailable"  # the request never reached the panel; nothing was ordered
     UNKNOWN = "unknown"  # the request may have reached the panel
@@ -78,29 +83,37 @@ class Ordering:
         panel: PanelClient,
         settings: Settings,
         i18n: Translations | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self._sessions = sessions
         self._i18n = i18n
         self._panel = panel
         self._settings = settings
+        self._catalog = catalog
         self._currency: tuple[str, float] | None = None
+        # One confirmation per user at a time in this process, so two drafts confirmed at
+        # once cannot both pass the daily limit (SQLite reads take no lock).
+        self._confirming: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # --- money ---------------------------------------------------------------------------
 
     async def currency(self) -> str:
-        """The panel's currency from its `balance` answer, cached; the setting as a fallback."""
+        """The panel's currency from its `balance` answer, cached; the setting as a fallback.
+
+        A failed lookup is remembered too (for a minute), so a panel outage does not make
+        every screen wait for the balance call's retries.
+        """
         now = time.monotonic()
-        if self._currency and now - self._currency[1] < CURRENCY_TTL:
+        if self._currency and now < self._currency[1]:
             return self._currency[0]
+        fallback = self._currency[0] if self._currency else self._settings.currency
         try:
             currency = (await self._panel.balance()).currency or self._settings.currency
         except (PanelError, PanelUnavailable):
-            return self._currency[0] if self._currency else self._settings.currency
-        self._currency = (currency, now)
+            self._currency = (fallback, now + CURRENCY_RETRY)
+            return fallback
+        self._currency = (currency, now + CURRENCY_TTL)
         return currency
-
-    def remember_currency(self, currency: str) -> None:
-        self._currency = (currency, time.monotonic())
 
     # --- drafts and placement -------------------------------------------------------------
 
@@ -137,12 +150,22 @@ class Ordering:
 
         Only the user who filled the form may confirm it (in a group, others see it as gone).
         """
-        async with self._sessions() as session, session.begin():
+        async with self._confirming[user_id]:
+            return await self._confirm(chat_id, user_id, order_id, is_admin=is_admin)
+
+    async def _confirm(
+        self, chat_id: int, user_id: int, order_id: int, *, is_admin: bool
+    ) -> Placement:
+        async with self._sessions() as session:
             order = await order_store.get_owned_order(session, chat_id, order_id)
-            if order is None or order.user_id != user_id:
-                return Placement(Outcome.GONE)
-            if order.state != SubmissionState.DRAFT:
-                return Placement(Outcome.TAKEN, order)
+        if order is None or order.user_id != user_id:
+            return Placement(Outcome.GONE)
+        if order.state != SubmissionState.DRAFT:
+            return Placement(Outcome.TAKEN, order)
+        if await self._service_changed(order):
+            await self.drop_draft(chat_id, user_id, order_id)
+            return Placement(Outcome.CHANGED, order)
+        async with self._sessions() as session, session.begin():
             if await self._needs_approval(session, order, is_admin=is_admin):
                 moved = await order_store.move_state(
                     session,
@@ -162,10 +185,32 @@ class Ordering:
             )
         if not won:
             return Placement(Outcome.TAKEN, order)
-        return await self._submit(order_id)
+        return await self._submit(order_id, back_to=SubmissionState.DRAFT)
 
-    async def drop_draft(self, chat_id: int, order_id: int) -> bool:
+    async def _service_changed(self, order: Order) -> bool:
+        """True when the panel's catalog no longer offers what the summary showed.
+
+        A summary can be confirmed long after it was shown: if the service went away or its
+        rate, type or name changed, `add` would order something else than what was agreed.
+        """
+        if self._catalog is None:
+            return False
+        try:
+            snapshot = await self._catalog.get()
+        except (PanelError, PanelUnavailable):
+            return False  # the stored snapshot is what the user saw; `add` itself will tell
+        service = snapshot.service(order.service_id)
+        return service is None or (service.rate, service.type, service.name) != (
+            order.service_rate,
+            order.service_type,
+            order.service_name,
+        )
+
+    async def drop_draft(self, chat_id: int, user_id: int, order_id: int) -> bool:
         async with self._sessions() as session, session.begin():
+            order = await order_store.get_owned_order(session, chat_id, order_id)
+            if order is None or order.user_id != user_id:
+                return False
             return await order_store.move_state(
                 session,
                 order_id,
@@ -191,22 +236,29 @@ class Ordering:
         if not won:
             return Placement(Outcome.TAKEN, order)
         if not approve:
-            return Placement(Outcome.FAILED, order, error="rejected")
-        return await self._submit(order_id)
+            return Placement(Outcome.REJECTED, order)
+        return await self._submit(order_id, back_to=SubmissionState.AWAITING_APPROVAL)
 
     async def _needs_approval(
         self, session: AsyncSession, order: Order, *, is_admin: bool
     ) -> bool:
         limit = self._settings.max_order_price
+        daily = None if is_admin else self._settings.user_daily_limit
+        if limit is None and daily is None:
+            return False
+        if _open_ended(order):
+            return True  # charged per post with no end: no limit can be checked in advance
         if limit is not None and order.price > limit:
             return True
-        daily = self._settings.user_daily_limit
-        if daily is None or is_admin:
+        if daily is None:
             return False
-        spent = await self._spent_today(session, order.user_id)
+        spent = await self._spent_today(session, order.user_id, excluding=order.id)
         return spent + order.price > daily
 
-    async def _spent_today(self, session: AsyncSession, user_id: int) -> Decimal:
+    async def _spent_today(
+        self, session: AsyncSession, user_id: int, *, excluding: int
+    ) -> Decimal:
+        """What the user's orders confirmed today (UTC) cost: placed, in flight or waiting."""
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         counted = [
             SubmissionState.AWAITING_APPROVAL,
@@ -214,17 +266,23 @@ class Ordering:
             SubmissionState.PLACED,
             SubmissionState.UNKNOWN,
         ]
+        # Confirmed when it left the draft stage: placed_at, or the last state change.
+        confirmed_at = func.coalesce(Order.placed_at, Order.updated_at)
         result = await session.execute(
             select(Order.price).where(
                 Order.user_id == user_id,
+                Order.id != excluding,
                 Order.state.in_([str(s) for s in counted]),
-                Order.created_at >= midnight,
+                confirmed_at >= midnight,
             )
         )
         return sum(result.scalars().all(), Decimal(0))
 
-    async def _submit(self, order_id: int) -> Placement:
-        """The one `add` call of a draft that this caller moved to `submitting`."""
+    async def _submit(self, order_id: int, *, back_to: SubmissionState) -> Placement:
+        """The one `add` call of a draft that this caller moved to `submitting`.
+
+        `back_to` is where the order returns when the request never left (nothing ordered).
+        """
         async with self._sessions() as session:
             order = await order_store.get_order(session, order_id)
         assert order is not None and order.state == SubmissionState.SUBMITTING
@@ -236,14 +294,16 @@ class Ordering:
             log.warning("order %s: outcome unknown (%s)", order_id, error)
             return await self._finish(order_id, SubmissionState.UNKNOWN, error=str(error))
         except PanelUnavailable as error:
-            # Refused before sending: nothing was ordered, so the draft may be confirmed again.
+            # Refused before sending: nothing was ordered, so it may be confirmed again.
             log.info("order %s: panel unreachable (%s)", order_id, error)
-            placement = await self._finish(order_id, SubmissionState.DRAFT)
+            placement = await self._finish(order_id, back_to)
             return Placement(Outcome.UNAVAILABLE, placement.order)
         except asyncio.CancelledError:
             # Stopped while `add` was in flight: it may have reached the panel.
             await asyncio.shield(self._finish(order_id, SubmissionState.UNKNOWN, error="stopped"))
             raise
+        # Logged before anything else can fail: the one place this id is known for sure.
+        log.info("order %s placed on the panel as %s", order_id, panel_order_id)
         return await self._record_placed(order_id, panel_order_id)
 
     async def _record_placed(self, order_id: int, panel_order_id: int) -> Placement:
@@ -254,6 +314,7 @@ class Ordering:
             "status": str(OrderStatus.PENDING),
             "poll_active": True,
             "next_poll_at": now + timedelta(seconds=self._settings.poll_interval),
+            "error": None,
         }
         try:
             return await self._finish(order_id, SubmissionState.PLACED, **values)
@@ -265,16 +326,20 @@ class Ordering:
             )
 
     async def _finish(self, order_id: int, state: SubmissionState, **values: Any) -> Placement:
+        """Record how the `add` ended; the outcome reported is what the database now holds.
+
+        An answer that comes after a slow panel may find the order already marked unknown (the
+        poller's guard against crashed submissions): the panel's answer is better knowledge.
+        """
+        expected = [SubmissionState.SUBMITTING]
+        if state in (SubmissionState.PLACED, SubmissionState.FAILED):
+            expected.append(SubmissionState.UNKNOWN)
         async with self._sessions() as session, session.begin():
-            await order_store.move_state(
-                session, order_id, expected=[SubmissionState.SUBMITTING], to=state, **values
-            )
+            await order_store.move_state(session, order_id, expected=expected, to=state, **values)
             order = await order_store.get_order(session, order_id)
-        outcome = {
-            SubmissionState.PLACED: Outcome.PLACED,
-            SubmissionState.UNKNOWN: Outcome.UNKNOWN,
-        }.get(state, Outcome.FAILED)
-        return Placement(outcome, order, error=values.get("error"))
+        assert order is not None
+        outcome = _OUTCOME_OF_STATE.get(SubmissionState(order.state), Outcome.FAILED)
+        return Placement(outcome, order, error=order.error)
 
     # --- placed orders --------------------------------------------------------------------
 
@@ -362,6 +427,20 @@ class Ordering:
             if order is None:
                 return []
             return list(await order_store.order_refills(session, order.id))
+
+
+_OUTCOME_OF_STATE = {
+    SubmissionState.PLACED: Outcome.PLACED,
+    SubmissionState.UNKNOWN: Outcome.UNKNOWN,
+    SubmissionState.DRAFT: Outcome.UNAVAILABLE,
+    SubmissionState.AWAITING_APPROVAL: Outcome.UNAVAILABLE,
+}
+
+
+def _open_ended(order: Order) -> bool:
+    """A subscription without a number of posts: its price is per post, with no total."""
+    fields = order.fields or {}
+    return order.service_type.casefold() == "subscriptions" and not fields.get("posts")
 
 
 def _is_open(order: Order) -> bool:

@@ -7,16 +7,19 @@ from typing import Final
 
 from aiogram import Router
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import Settings
+from bot.i18n import language_of
 from bot.money import format_money
 from bot.ordering import Ordering, Outcome, Placement
 from handlers import texts
 from handlers.callbacks import Approval
 from handlers.filters import IsAdmin
 from handlers.screens import replace
-from storage import outbox
+from storage import outbox, people
 from storage.models import Order
 
 router: Final[Router] = Router(name=__name__)
@@ -56,6 +59,8 @@ async def decide(
     callback_data: Approval,
     ordering: Ordering,
     session: AsyncSession,
+    settings: Settings,
+    i18n: I18n,
 ) -> None:
     await query.answer(_("Working on it…"))
     placement = await ordering.decide(
@@ -68,8 +73,26 @@ async def decide(
     if placement.outcome == Outcome.TAKEN:
         await replace(query, _("Already decided: {state}.").format(state=texts.state_label(order)))
         return
+    if placement.outcome == Outcome.UNAVAILABLE:
+        # Nothing happened: the decision is still open, with its buttons.
+        await replace(
+            query, _admin_result(placement, query.from_user), approval_keyboard(order.id)
+        )
+        return
+    # The customer's message is queued and committed before the admin's screen changes, so a
+    # failed edit cannot lose it.
+    with i18n.use_locale(await _language_of(session, order.user_id, settings)):
+        told = _customer_result(placement)
+    await outbox.enqueue(session, order.chat_id, told, kind="approval")
+    await session.commit()
     await replace(query, _admin_result(placement, query.from_user))
-    await outbox.enqueue(session, order.chat_id, _customer_result(placement), kind="approval")
+
+
+async def _language_of(session: AsyncSession, user_id: int, settings: Settings) -> str:
+    user = await people.get_user(session, user_id)
+    if user is None:
+        return settings.default_language
+    return user.language or language_of(user.telegram_language, settings.default_language)
 
 
 def _admin_result(placement: Placement, admin: User) -> str:
@@ -80,8 +103,13 @@ def _admin_result(placement: Placement, admin: User) -> str:
         return _("Approved by {admin}: placed as order #{id}.").format(
             admin=who, id=order.panel_order_id
         )
-    if placement.error == "rejected":
+    if placement.outcome == Outcome.REJECTED:
         return _("Rejected by {admin}.").format(admin=who)
+    if placement.outcome == Outcome.UNAVAILABLE:
+        return _(
+            "The panel is not answering right now, so nothing was ordered; the order still "
+            "waits for approval. Try again in a minute."
+        )
     if placement.outcome == Outcome.UNKNOWN:
         return _("Approved by {admin}, but the panel did not confirm it: see /unknown.").format(
             admin=who
@@ -96,7 +124,7 @@ def _customer_result(placement: Placement) -> str:
     assert order is not None
     if placement.outcome == Outcome.PLACED:
         return texts.placed_text(order)
-    if placement.error == "rejected":
+    if placement.outcome == Outcome.REJECTED:
         return _("An admin did not approve your order of {service}. Nothing was charged.").format(
             service=escape(order.service_name)
         )

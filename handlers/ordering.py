@@ -379,7 +379,7 @@ async def step_back(
     data = await state.get_data()
     if await state.get_state() == OrderForm.confirming and data.get("order"):
         assert query.message is not None
-        await ordering.drop_draft(query.message.chat.id, int(data["order"]))
+        await ordering.drop_draft(query.message.chat.id, query.from_user.id, int(data["order"]))
     service, answers = await _form(state, catalog)
     assert isinstance(query.message, Message)
     if service is None:
@@ -406,7 +406,7 @@ async def cancel_form(query: CallbackQuery, state: FSMContext, ordering: Orderin
     await query.answer()
     data = await state.get_data()
     if data.get("order") and query.message is not None:
-        await ordering.drop_draft(query.message.chat.id, int(data["order"]))
+        await ordering.drop_draft(query.message.chat.id, query.from_user.id, int(data["order"]))
     await state.clear()
     await replace(query, _("Order cancelled. Send /order to start again."))
 
@@ -420,7 +420,7 @@ async def drop_draft(
 ) -> None:
     await query.answer()
     assert query.message is not None
-    if await ordering.drop_draft(query.message.chat.id, callback_data.order):
+    if await ordering.drop_draft(query.message.chat.id, query.from_user.id, callback_data.order):
         await state.clear()
         await replace(query, _("Order cancelled. Send /order to start again."))
     else:
@@ -448,8 +448,10 @@ async def confirm_draft(
         return
     if placement.outcome != Outcome.UNAVAILABLE:
         await state.clear()
-    await replace(query, *_placement_screen(placement))
+    # Admin notices are queued and committed first, so a failed screen edit cannot lose them.
     await _tell_admins_about(placement, session, settings, query.from_user)
+    await session.commit()
+    await replace(query, *_placement_screen(placement))
 
 
 def _placement_screen(placement: Placement) -> tuple[str, Any]:
@@ -464,6 +466,11 @@ def _placement_screen(placement: Placement) -> tuple[str, Any]:
         ), None
     if placement.outcome == Outcome.UNKNOWN:
         return texts.unknown_outcome_text(), None
+    if placement.outcome == Outcome.CHANGED:
+        return _(
+            "This service changed on the panel since this summary was shown (its price or "
+            "name), so nothing was ordered. Send /order to see it as it is now."
+        ), None
     if placement.outcome == Outcome.UNAVAILABLE:
         return (
             _(
