@@ -106,6 +106,13 @@ class Settings(BaseSettings):
             raise ValueError("PANEL_API_KEY is missing (or set PANEL_API_URL=sandbox)")
         return self
 
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        # Without it anyone could post forged updates (an "admin" sending /allow) to the hook.
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET is missing: it is required with WEBHOOK_URL")
+        return self
+
     @property
     def uses_sandbox(self) -> bool:
         return self.panel_api_url.strip().lower() == SANDBOX

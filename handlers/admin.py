@@ -30,6 +30,7 @@ from bot.money import format_money
 from bot.panel.client import PanelClient
 from bot.panel.errors import PanelError, PanelUnavailable
 from handlers import texts
+from handlers.callbacks import Id
 from handlers.filters import IsAdmin
 from handlers.screens import replace
 from storage import people
@@ -45,11 +46,11 @@ UNKNOWN_SHOWN = 10  # one message each; the rest after these are settled
 
 
 class MarkPlaced(CallbackData, prefix="ukp"):
-    order: int  # local order id
+    order: Id  # local order id
 
 
 class MarkFailed(CallbackData, prefix="ukf"):
-    order: int
+    order: Id
 
 
 class Reconcile(StatesGroup):
@@ -274,6 +275,7 @@ async def mark_failed(
         i18n=i18n,
         default_language=settings.default_language,
     )
+    await session.commit()  # before Telegram calls: never hold SQLite's write lock across them
     if outcome is not Reconciliation.DONE:
         await query.answer(_("This order is already settled."), show_alert=True)
         return
@@ -337,6 +339,7 @@ async def set_group_notices(
 ) -> None:
     notify = command.command == "notify_here"
     await people.set_chat_notify(session, message.chat.id, notify)
+    await session.commit()  # before Telegram calls: never hold SQLite's write lock across them
     if notify:
         await message.answer(_("This group will be told when an order is completed."))
     else:

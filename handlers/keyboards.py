@@ -56,7 +56,7 @@ def categories(page: Page[Category], keys: Sequence[str], by: int = 0) -> Inline
         builder,
         page.has_prev,
         page.has_next,
-        CategoriesPage(page=page.page - 1, by=by).pack(),
+        CategoriesPage(page=max(page.page - 1, 0), by=by).pack(),
         CategoriesPage(page=page.page + 1, by=by).pack(),
     )
     builder.row(
@@ -86,7 +86,7 @@ def services(
         builder,
         page.has_prev,
         page.has_next,
-        ServicesPage(category=category_key, page=page.page - 1, by=by).pack(),
+        ServicesPage(category=category_key, page=max(page.page - 1, 0), by=by).pack(),
         ServicesPage(category=category_key, page=page.page + 1, by=by).pack(),
     )
     if back_to_categories:
@@ -201,7 +201,7 @@ def order_list(orders: Sequence[Order], page: int, pages: int) -> InlineKeyboard
         builder,
         page > 0,
         page + 1 < pages,
-        OrdersPage(page=page - 1).pack(),
+        OrdersPage(page=max(page - 1, 0)).pack(),
         OrdersPage(page=page + 1).pack(),
     )
     return builder.as_markup()

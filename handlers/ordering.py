@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.access import Access
 from bot.catalog import Catalog, CatalogSnapshot
 from bot.config import Settings
-from bot.forms import Field, FormError, next_field, steps_for, validate_field
+from bot.forms import DELAY_CHOICES, Field, FormError, next_field, steps_for, validate_field
 from bot.money import format_money
 from bot.ordering import Ordering, Outcome, Placement
 from bot.panel.errors import PanelError, PanelUnavailable
@@ -76,6 +76,14 @@ async def catalog_unavailable(event: ErrorEvent) -> None:
 def _opener(chat: Chat, user: User | None) -> int:
     """Whose menu it is: in groups the member who opened it; 0 (anyone) in a private chat."""
     return user.id if user is not None and chat.type != "private" else 0
+
+
+@router.callback_query(~F.message.func(lambda message: isinstance(message, Message)))
+async def message_too_old(query: CallbackQuery) -> None:
+    """Telegram no longer shows us the pressed message (it is too old to edit)."""
+    await query.answer(
+        _("This message is too old to use. Send /order to start again."), show_alert=True
+    )
 
 
 @router.callback_query(OthersMenu())
@@ -361,7 +369,7 @@ def _button_answer(field: Field | None, pressed: FormAction) -> object:
         return None
     if pressed.action == "yes" and field.name == "dripfeed":
         return True
-    if pressed.action == "delay" and field.name == "delay":
+    if pressed.action == "delay" and field.name == "delay" and pressed.value in DELAY_CHOICES:
         return pressed.value
     return _NO_ANSWER
 

@@ -71,7 +71,7 @@ async def orders_page(
 
 def _parse_id(command: CommandObject) -> int | None:
     raw = (command.args or "").strip().lstrip("#")
-    if not raw.isdigit() or int(raw) > MAX_ORDER_ID:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_ORDER_ID:
         return None
     return int(raw)
 

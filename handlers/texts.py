@@ -16,6 +16,14 @@ from storage.models import Order, Refill, SubmissionState
 
 # Known panel refusals get a sentence of our own; anything else is quoted.
 NOT_ENOUGH_FUNDS = "not enough funds"
+# Summaries and cards show long answers shortened, so a message stays within Telegram's 4096
+# characters whatever was typed (the order itself keeps them whole).
+SHOWN_ITEM = 100
+SHOWN_LINK = 300
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def status_label(status: str | None) -> str:
@@ -163,18 +171,18 @@ def _answer_lines(order: Order) -> list[str]:
         text = str(value)
         if "\n" in text:
             items = text.split("\n")
-            shown = "\n".join(f"  • {escape(item)}" for item in items[:10])
+            shown = "\n".join(f"  • {escape(_clip(item, SHOWN_ITEM))}" for item in items[:10])
             more = _("  … and {count} more").format(count=len(items) - 10)
             lines.append(f"{label}:\n{shown}" + (f"\n{more}" if len(items) > 10 else ""))
         else:
-            lines.append(f"{label}: {escape(text)}")
+            lines.append(f"{label}: {escape(_clip(text, SHOWN_LINK))}")
     return lines
 
 
 def order_details(order: Order) -> list[str]:
     lines = [_("Service: {name}").format(name=f"<b>{escape(order.service_name)}</b>")]
     if order.link:
-        lines.append(_("Link: {link}").format(link=escape(order.link)))
+        lines.append(_("Link: {link}").format(link=escape(_clip(order.link, SHOWN_LINK))))
     if order.quantity is not None:
         lines.append(_("Quantity: {quantity}").format(quantity=order.quantity))
     if order.runs:

@@ -28,7 +28,8 @@ class Money(TypeDecorator[Decimal]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(48))
-        return dialect.type_descriptor(Numeric(30, 10))
+        # Unscaled NUMERIC keeps every digit (a rate with 8 decimals / 1000 needs 11).
+        return dialect.type_descriptor(Numeric())
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
@@ -41,7 +42,6 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         number = Decimal(str(value))
-        # PostgreSQL pads to the column's scale; drop the padding so the panel's precision shows.
         return number if dialect.name == "sqlite" else number.normalize()
 
 

@@ -69,3 +69,15 @@ def test_poll_aging_schedule() -> None:
 def test_sqlite_path() -> None:
     assert str(sqlite_path("sqlite+aiosqlite:///data/bot.db")) == "data/bot.db"
     assert sqlite_path("postgresql+asyncpg://x/y") is None
+
+
+def test_webhook_requires_a_secret() -> None:
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET"):
+        load_settings(bot_token="1:x", panel_api_url="sandbox", webhook_url="https://b.example")
+    settings = load_settings(
+        bot_token="1:x",
+        panel_api_url="sandbox",
+        webhook_url="https://b.example",
+        webhook_secret="s",
+    )
+    assert settings.webhook_secret is not None

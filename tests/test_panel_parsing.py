@@ -362,3 +362,20 @@ def test_error_messages() -> None:
     unknown = OrderOutcomeUnknown("timeout", action="add")
     assert isinstance(unknown, PanelUnavailable)
     assert str(unknown) == "order outcome unknown: timeout on action=add"
+
+
+def test_an_add_answer_with_an_order_id_is_never_a_refusal() -> None:
+    from bot.panel.client import _decode
+    from bot.panel.errors import OrderOutcomeUnknown
+
+    assert _decode("add", 200, '{"order": 23501, "error": null}', OrderOutcomeUnknown) == {
+        "order": 23501,
+        "error": None,
+    }
+    assert _decode("add", 200, '{"order": 23501, "error": ""}', OrderOutcomeUnknown)["order"]
+    assert (
+        _decode(
+            "balance", 200, '{"balance": "1", "currency": "USD", "error": ""}', OrderOutcomeUnknown
+        )["balance"]
+        == "1"
+    )

@@ -190,3 +190,14 @@ async def test_redis_fsm_storage_when_configured() -> None:
         await storage.set_state(key, None)
         await storage.set_data(key, {})
         await storage.close()
+
+
+async def test_money_with_many_decimals_is_exact(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    amount = "0.00000000001234"  # a rate of 0.00001234 per 1000, for one unit
+    async with sessions() as session, session.begin():
+        order_id = await _draft(session, price=amount)
+    async with sessions() as session:
+        order = await orders.get_order(session, order_id)
+        assert order is not None and order.price == Decimal(amount)

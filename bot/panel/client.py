@@ -310,11 +310,19 @@ def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
-    if isinstance(data, dict) and "error" in data:
+    if isinstance(data, dict) and _is_refusal(action, data):
         raise PanelError(str(data["error"]), action=action)
     if status != 200:
         raise fail(f"HTTP {status}", action=action)
     return data
+
+
+def _is_refusal(action: str, data: dict[str, Any]) -> bool:
+    """An `{"error": ...}` answer. A blank error is none, and an `add` answer that carries an
+    order id placed the order whatever else it says (calling it refused invites a re-order)."""
+    if data.get("error") in (None, ""):
+        return False
+    return not (action == "add" and data.get("order"))
 
 
 def _ids_field(ids: Sequence[int], name: str = "orders") -> dict[str, str]:
