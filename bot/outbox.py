@@ -161,8 +161,11 @@ class OutboxSender:
                 session, self.owner, now=now, lease_until=now + self._lease, limit=self._batch_size
             )
         report = DeliveryReport(claimed=len(batch))
+        # Past this moment another instance may have claimed the rows again: send none of them.
+        send_before = asyncio.get_running_loop().time() + self._lease.total_seconds() * 0.8
         outcomes = await asyncio.gather(
-            *(self._deliver(message, report) for message in batch), return_exceptions=True
+            *(self._deliver(message, report, send_before) for message in batch),
+            return_exceptions=True,
         )
         for message, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -175,7 +178,9 @@ class OutboxSender:
 
     # --- one message --------------------------------------------------------------------------
 
-    async def _deliver(self, message: QueuedMessage, report: DeliveryReport) -> None:
+    async def _deliver(
+        self, message: QueuedMessage, report: DeliveryReport, send_before: float
+    ) -> None:
         try:
             markup = reply_markup_of(message.reply_markup)
         except ValidationError:
@@ -184,6 +189,10 @@ class OutboxSender:
         await self._wait_out_pause()
         async with self._limiter:
             await self._wait_out_pause()
+            if asyncio.get_running_loop().time() >= send_before:
+                # The lease is running out (a long 429 pause): leave the row to its next claim
+                # rather than risk a second instance sending it too.
+                return
             try:
                 await self._bot.send_message(message.chat_id, message.text, reply_markup=markup)
             except TelegramRetryAfter as error:
@@ -228,7 +237,9 @@ class OutboxSender:
         due = self._clock() + timedelta(seconds=retry_after)
         async with self._sessions.begin() as session:
             # Not a failure of the message: its attempts stay as they are.
-            await outbox.postpone(session, message.id, not_before=due, attempts=message.attempts)
+            await outbox.postpone(
+                session, message.id, owner=self.owner, not_before=due, attempts=message.attempts
+            )
             await outbox.pace_chat(session, message.chat_id, due)
         self._wake_in(retry_after)
         report.postponed += 1
@@ -266,6 +277,7 @@ class OutboxSender:
             await outbox.postpone(
                 session,
                 message.id,
+                owner=self.owner,
                 not_before=self._clock() + timedelta(seconds=delay),
                 attempts=attempts,
             )

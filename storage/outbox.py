@@ -138,12 +138,15 @@ async def _remove(session: AsyncSession, message_id: int) -> None:
 
 
 async def postpone(
-    session: AsyncSession, message_id: int, *, not_before: datetime, attempts: int
+    session: AsyncSession, message_id: int, *, owner: str, not_before: datetime, attempts: int
 ) -> None:
-    """Give the message back to the queue, due again at `not_before`."""
+    """Give the message back to the queue, due again at `not_before`.
+
+    Only while `owner` still holds its lease: another instance's newer claim is not undone.
+    """
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id)
+        .where(OutboxMessage.id == message_id, OutboxMessage.lease_owner == owner)
         .values(not_before=not_before, attempts=attempts, lease_owner=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
