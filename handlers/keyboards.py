@@ -21,7 +21,7 @@ from handlers.callbacks import (
     ServicePick,
     ServicesPage,
 )
-from handlers.texts import service_line, state_label
+from handlers.texts import order_ident, service_line, state_label
 from storage.models import Order, SubmissionState
 
 MAX_BUTTON_TEXT = 60
@@ -190,7 +190,7 @@ def confirmation(order_id: int) -> InlineKeyboardMarkup:
 def order_list(orders: Sequence[Order], page: int, pages: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for order in orders:
-        ident = f"#{order.panel_order_id}" if order.panel_order_id else f"ref. {order.id}"
+        ident = order_ident(order)
         builder.row(
             InlineKeyboardButton(
                 text=_short(f"{ident} · {order.service_name} · {state_label(order)}"),

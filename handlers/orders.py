@@ -20,6 +20,7 @@ from handlers import keyboards, texts
 from handlers.callbacks import OrderAction, OrdersPage
 from handlers.filters import MayOrder, MenuButton
 from handlers.screens import replace
+from handlers.texts import order_ident
 from storage.models import Order
 
 router: Final[Router] = Router(name=__name__)
@@ -45,7 +46,7 @@ async def _list_screen(
         text += " " + _("(page {page} of {pages})").format(page=page + 1, pages=pages)
     lines = [text, ""]
     for order in found:
-        ident = f"#{order.panel_order_id}" if order.panel_order_id else f"ref. {order.id}"
+        ident = order_ident(order)
         lines.append(f"<b>{ident}</b> · {escape(order.service_name)} · {texts.state_label(order)}")
     return "\n".join(lines), keyboards.order_list(found, page, pages)
 

@@ -239,6 +239,13 @@ def order_card(order: Order, refills: list[Refill]) -> str:
     return "\n".join(lines)
 
 
+def order_ident(order: Order) -> str:
+    """How a customer names an order: the panel's id, or our reference before it has one."""
+    if order.panel_order_id is not None:
+        return f"#{order.panel_order_id}"
+    return _("ref. {number}").format(number=order.id)
+
+
 def unknown_outcome_text() -> str:
     return _(
         "⚠️ The panel did not confirm this order. It may or may not have been placed — "
