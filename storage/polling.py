@@ -207,13 +207,7 @@ async def reschedule_orders(
     session: AsyncSession, schedule: Mapping[datetime, Iterable[int]], owner: str
 ) -> None:
     """Release unchanged orders, each group due again at its time (one UPDATE per time)."""
-    for next_poll_at, order_ids in schedule.items():
-        await session.execute(
-            update(Order)
-            .where(Order.id.in_(list(order_ids)), Order.lease_owner == owner)
-            .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    await _reschedule(session, Order, schedule, owner)
 
 
 async def release_orders(session: AsyncSession, order_ids: Iterable[int], owner: str) -> None:
@@ -301,17 +295,26 @@ async def stop_refills(session: AsyncSession, refill_ids: Iterable[int], owner: 
 async def reschedule_refills(
     session: AsyncSession, schedule: Mapping[datetime, Iterable[int]], owner: str
 ) -> None:
-    for next_poll_at, refill_ids in schedule.items():
-        await session.execute(
-            update(Refill)
-            .where(Refill.id.in_(list(refill_ids)), Refill.lease_owner == owner)
-            .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    await _reschedule(session, Refill, schedule, owner)
 
 
 async def release_refills(session: AsyncSession, refill_ids: Iterable[int], owner: str) -> None:
     await _release(session, Refill, refill_ids, owner)
+
+
+async def _reschedule(
+    session: AsyncSession,
+    model: type[Order] | type[Refill],
+    schedule: Mapping[datetime, Iterable[int]],
+    owner: str,
+) -> None:
+    for next_poll_at, ids in schedule.items():
+        await session.execute(
+            update(model)
+            .where(model.id.in_(list(ids)), model.lease_owner == owner)
+            .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def _release(
