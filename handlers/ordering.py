@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from html import escape
 from typing import Any, Final
 
@@ -39,7 +38,6 @@ from handlers.states import OrderForm
 router: Final[Router] = Router(name=__name__)
 router.message.filter(MayOrder())
 router.callback_query.filter(MayOrder())
-log = logging.getLogger(__name__)
 
 SEARCH_LIMIT = 20
 
