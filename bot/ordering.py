@@ -33,6 +33,7 @@ from bot.panel.models import (
     Service,
     is_terminal_order_status,
 )
+from bot.poller import record_status
 from storage import orders as order_store
 from storage.db import utcnow
 from storage.models import Order, Refill, SubmissionState
@@ -125,6 +126,7 @@ class Ordering:
         arguments = add_arguments(service, answers)
         columns = {name: arguments.get(name) for name in _COLUMN_ARGUMENTS}
         columns["quantity"] = order_quantity(service, answers)
+        currency = await self.currency()  # a panel call: before the transaction, not in it
         async with self._sessions() as session, session.begin():
             return await order_store.create_draft(
                 session,
@@ -139,7 +141,7 @@ class Ordering:
                 can_cancel=service.cancel,
                 fields=arguments,
                 price=order_price(service, answers),
-                currency=await self.currency(),
+                currency=currency,
                 **columns,
             )
 
@@ -375,8 +377,6 @@ class Ordering:
     async def _store_status(
         self, session: AsyncSession, order: Order, result: OrderStatusResult
     ) -> None:
-        from bot.poller import record_status
-
         await record_status(
             session, self._settings, order, result, i18n=self._i18n, announce_owner=False
         )

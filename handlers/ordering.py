@@ -22,6 +22,7 @@ from bot.ordering import Ordering, Outcome, Placement
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
 from handlers import keyboards, texts
+from handlers.approvals import approval_keyboard, approval_request
 from handlers.callbacks import (
     CategoriesPage,
     DraftAction,
@@ -491,8 +492,6 @@ def _placement_screen(placement: Placement) -> tuple[str, Any]:
 async def _tell_admins_about(
     placement: Placement, session: AsyncSession, settings: Settings, user: User
 ) -> None:
-    from handlers.approvals import approval_keyboard, approval_request
-
     order = placement.order
     if order is None:
         return
