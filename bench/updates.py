@@ -192,11 +192,13 @@ def conversation(factory: UpdateFactory, user_id: int, script: Script) -> list[U
         factory.message(user_id, "/order"),
         factory.callback(
             user_id,
-            ServicesPage(category=script.category_key, page=0).pack(),
+            ServicesPage(category=script.category_key, page=0, by=user_id).pack(),
             "Choose a category:",
         ),
         factory.callback(
-            user_id, ServicePick(service=script.service.id).pack(), "Choose a service:"
+            user_id,
+            ServicePick(service=script.service.id, by=user_id).pack(),
+            "Choose a service:",
         ),
         factory.message(user_id, script.link),
         factory.message(user_id, script.bad_quantity),

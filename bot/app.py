@@ -1,6 +1,8 @@
-"""Factories that build the bot, so the product, the tests and the benchmarks run the same code.
+"""Wiring: the factories that build the bot, so the product, the tests and the benchmarks run the
+same code. The only module that knows both the core (`bot/`) and the routers (`handlers/`).
 
 `Services` is the container of long-lived dependencies; they reach handlers as Dispatcher kwargs.
+No database session reaches a handler: each service owns its units of work.
 """
 
 from __future__ import annotations
@@ -22,16 +24,21 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.admin import Reconciliation, Stats
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.ordering import Ordering
 from bot.panel.client import PanelClient
 from bot.panel.sandbox import SandboxPanel
+from bot.people import People
+from handlers import get_routers
+from handlers.common import command_menu
+from handlers.keyboards import NoticeKeyboards
+from handlers.middlewares import AnswerCallbacks, LanguageMiddleware, VisitorMiddleware
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
-from storage.people import RecentlySeen
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
@@ -50,19 +57,22 @@ class Services:
     catalog: Catalog
     i18n: I18n
     ordering: Ordering
+    people: People
+    stats: Stats
+    reconciliation: Reconciliation
     sandbox: SandboxPanel | None = None
-    recent: RecentlySeen = field(default_factory=RecentlySeen)
     jobs: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def dispatcher_kwargs(self) -> dict[str, Any]:
+        """What handlers may ask for by name: settings and the services, never a session."""
         return {
             "settings": self.settings,
-            "sessions": self.sessions,
-            "panel": self.panel,
             "catalog": self.catalog,
             "ordering": self.ordering,
-            "recent": self.recent,
+            "people": self.people,
+            "stats": self.stats,
+            "reconciliation": self.reconciliation,
             "services": self,
         }
 
@@ -111,7 +121,10 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         settings=settings,
         engine=engine,
         sessions=sessions,
-        ordering=Ordering(sessions, panel, settings, i18n, catalog),
+        ordering=Ordering(sessions, panel, settings, i18n, NoticeKeyboards(), catalog),
+        people=People(sessions, settings),
+        stats=Stats(sessions, panel, settings),
+        reconciliation=Reconciliation(sessions, settings, i18n),
         panel=panel,
         catalog=catalog,
         i18n=i18n,
@@ -149,16 +162,13 @@ def create_fsm_storage(
 
 def create_dispatcher(services: Services) -> Dispatcher:
     """The dispatcher with its middlewares and routers, in the order they must run."""
-    from handlers import get_routers
-    from handlers.middlewares import AccessMiddleware, DbSessionMiddleware, LanguageMiddleware
-
     dispatcher = Dispatcher(
         storage=create_fsm_storage(services.settings, services.sessions),
         **services.dispatcher_kwargs(),
     )
-    dispatcher.update.outer_middleware(DbSessionMiddleware(services.sessions))
-    dispatcher.update.outer_middleware(AccessMiddleware(services.settings, services.recent))
+    dispatcher.update.outer_middleware(VisitorMiddleware(services.people))
     LanguageMiddleware(services.i18n).setup(dispatcher)
+    dispatcher.callback_query.middleware(AnswerCallbacks())
     dispatcher.include_routers(*get_routers())
     dispatcher.startup.register(_on_startup)
     dispatcher.shutdown.register(_on_shutdown)
@@ -179,8 +189,6 @@ async def _on_shutdown(services: Services) -> None:
 
 async def set_commands(bot: Bot, i18n: I18n) -> None:
     """The command menu, in English and, for Filipino clients, in Filipino."""
-    from handlers.common import command_menu
-
     for language in ("en", "fil"):
         with i18n.context(), i18n.use_locale(language):
             commands = [

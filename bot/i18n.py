@@ -28,6 +28,14 @@ def language_of(telegram_code: str | None, default: str) -> str:
     return _ALIASES.get(telegram_code.split("-")[0].lower(), default)
 
 
+def resolve_language(chosen: str | None, telegram_code: str | None, default: str) -> str:
+    """The one rule for whom we write in which language: a choice made with /language (the
+    person's, else the chat's), then the person's Telegram client language, then the default."""
+    if chosen is not None and chosen in LANGUAGES:
+        return chosen
+    return language_of(telegram_code, default)
+
+
 def compile_catalogs(source: Path, target: Path) -> None:
     """Compile every `<lang>/LC_MESSAGES/messages.po` under `source` into `target`."""
     for po_path in sorted(source.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):

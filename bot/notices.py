@@ -1,19 +1,22 @@
-"""Texts the bot pushes on its own (status updates, admin alerts), in the recipient's language.
+"""Texts about orders, written for a given reader: `_` is the reader's translation.
 
-They are rendered when the outbox row is written, so a message says what was true at that moment
-in the language the chat had then. Every msgid is the literal first argument of a call to `_`.
+The bot's own pushes (status updates, decisions, admin alerts) are rendered here when their outbox
+row is written, in the recipient's language; the chat screens in `handlers/` reuse the same
+sentences with the current update's language. Every msgid is the literal first argument of `_`.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from bot.i18n import language_of
+from bot.i18n import resolve_language
 from bot.money import format_money
+from bot.panel.errors import is_out_of_funds
 from bot.panel.models import OrderStatus, RefillStatus, parse_order_status, parse_refill_status
+from storage.models import Order, SubmissionState
 from storage.outbox import Recipient
 
 Translate = Callable[[str], str]
@@ -35,14 +38,12 @@ def translator(i18n: Translations, locale: str) -> Translate:
 
 
 def recipient_language(recipient: Recipient, default: str) -> str:
-    """A person's own choice, then the chat's, then their Telegram client's; else the default.
+    """The chat's language by the one rule (`bot.i18n.resolve_language`).
 
     Groups have no user row, so they get the chat's language or the bot's default.
     """
     chosen = recipient.user_language or recipient.chat_language
-    if chosen:
-        return chosen
-    return language_of(recipient.telegram_language, default)
+    return resolve_language(chosen, recipient.telegram_language, default)
 
 
 def order_status_label(status: str, _: Translate) -> str:
@@ -146,3 +147,184 @@ def order_not_placed_text(_: Translate, *, order_id: int) -> str:
         "Order ref. {number} did not reach the panel, so it was not placed. "
         "You can order again with /order."
     ).format(number=order_id)
+
+
+# --- what an order is and where it stands -------------------------------------------------------
+
+# Long answers are shown shortened, so a message stays within Telegram's 4096 characters whatever
+# was typed (the order itself keeps them whole).
+SHOWN_ITEM = 100
+SHOWN_LINK = 300
+SHOWN_LIST_ITEMS = 10
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def status_label(status: str | None, _: Translate) -> str:
+    """The panel's order status in the reader's language; "—" before the first answer."""
+    return "—" if status is None else order_status_label(status, _)
+
+
+def submission_label(state: str, _: Translate) -> str:
+    """The one set of words for an order's stage (cards, lists, statistics)."""
+    labels: dict[str, str] = {
+        SubmissionState.DRAFT: _("Draft"),
+        SubmissionState.AWAITING_APPROVAL: _("Waiting for approval"),
+        SubmissionState.SUBMITTING: _("Being placed"),
+        SubmissionState.PLACED: _("Placed"),
+        SubmissionState.FAILED: _("Not placed"),
+        SubmissionState.UNKNOWN: _("Not confirmed"),
+        SubmissionState.REJECTED: _("Rejected"),
+        SubmissionState.CANCELED: _("Cancelled before ordering"),
+    }
+    return labels.get(state, html.escape(state))
+
+
+def state_label(order: Order, _: Translate) -> str:
+    """What a customer reads about an order: the panel's status once placed, else its stage."""
+    if order.state == SubmissionState.PLACED:
+        return status_label(order.status, _)
+    return submission_label(order.state, _)
+
+
+def order_ident(order: Order, _: Translate) -> str:
+    """How a customer names an order: the panel's id, or our reference before it has one."""
+    if order.panel_order_id is not None:
+        return f"#{order.panel_order_id}"
+    return _("ref. {number}").format(number=order.id)
+
+
+def _answer_lines(order: Order, _: Translate) -> list[str]:
+    lines: list[str] = []
+    fields: Mapping[str, Any] = order.fields or {}
+    labels = {
+        "comments": _("Comments"),
+        "usernames": _("Usernames"),
+        "hashtags": _("Hashtags"),
+        "keywords": _("Keywords"),
+        "groups": _("Groups"),
+        "hashtag": _("Hashtag"),
+        "username": _("Username"),
+        "media": _("Media"),
+        "answer_number": _("Answer number"),
+        "min": _("Minimum"),
+        "max": _("Maximum"),
+        "posts": _("New posts"),
+        "old_posts": _("Old posts"),
+        "delay": _("Delay (minutes)"),
+        "expiry": _("Expiry"),
+    }
+    for name, label in labels.items():
+        value = fields.get(name)
+        if value is None:
+            continue
+        text = str(value)
+        if "\n" not in text:
+            lines.append(f"{label}: {html.escape(clip(text, SHOWN_LINK))}")
+            continue
+        items = text.split("\n")
+        shown = "\n".join(
+            f"  • {html.escape(clip(item, SHOWN_ITEM))}" for item in items[:SHOWN_LIST_ITEMS]
+        )
+        if len(items) > SHOWN_LIST_ITEMS:
+            more = _("  … and {count} more").format(count=len(items) - SHOWN_LIST_ITEMS)
+            shown += f"\n{more}"
+        lines.append(f"{label}:\n{shown}")
+    return lines
+
+
+def order_details(order: Order, _: Translate) -> list[str]:
+    """The service and every answer of an order, one line each (lists shortened)."""
+    lines = [_("Service: {name}").format(name=f"<b>{html.escape(order.service_name)}</b>")]
+    if order.link:
+        lines.append(_("Link: {link}").format(link=html.escape(clip(order.link, SHOWN_LINK))))
+    if order.quantity is not None:
+        lines.append(_("Quantity: {quantity}").format(quantity=order.quantity))
+    if order.runs:
+        lines.append(
+            _("Drip-feed: {runs} runs, every {interval} minutes").format(
+                runs=order.runs, interval=order.interval
+            )
+        )
+    return lines + _answer_lines(order, _)
+
+
+def price_line(order: Order, _: Translate) -> str:
+    return _("Price: {price}").format(price=format_money(order.price, order.currency))
+
+
+# --- how a placement ended ----------------------------------------------------------------------
+
+
+def placed_text(order: Order, _: Translate) -> str:
+    return "\n".join(
+        [
+            _("✅ Order placed! Order ID: <b>{id}</b>").format(id=order.panel_order_id),
+            *order_details(order, _),
+            price_line(order, _),
+            "",
+            _("I will tell you when its status changes. /orders shows all your orders."),
+        ]
+    )
+
+
+def unknown_outcome_text(_: Translate) -> str:
+    return _(
+        "⚠️ The panel did not confirm this order. It may or may not have been placed — "
+        "<b>do not order it again</b>; the admins will check and tell you."
+    )
+
+
+def panel_refusal(message: str | None, _: Translate) -> str:
+    """A panel error in plain words: a sentence for known ones, the panel's words otherwise."""
+    if is_out_of_funds(message):
+        return _(
+            "The order was not placed: the panel account does not have enough funds. "
+            "The admins have been told."
+        )
+    if message and "incorrect link" in message.casefold():
+        return _("The panel did not accept the link. Check it and order again.")
+    return _("The panel refused the order: “{message}”").format(
+        message=html.escape(message or _("no reason given"))
+    )
+
+
+def rejected_text(order: Order, _: Translate) -> str:
+    return _("An admin did not approve your order of {service}. Nothing was charged.").format(
+        service=html.escape(order.service_name)
+    )
+
+
+# --- to the admins ------------------------------------------------------------------------------
+
+
+def person_mention(user_id: int, name: str | None) -> str:
+    """A tappable name (Telegram opens the profile), escaped; the id when no name is known."""
+    shown = html.escape(name) if name else str(user_id)
+    return f'<a href="tg://user?id={user_id}">{shown}</a>'
+
+
+def approval_request_text(order: Order, requester: str, _: Translate) -> str:
+    """`requester` is already HTML (see `person_mention`)."""
+    lines = [
+        _("🧾 An order waits for your approval (over a spending limit)."),
+        _("From: {user} (id {id})").format(user=requester, id=order.user_id),
+        *order_details(order, _),
+        price_line(order, _),
+    ]
+    return "\n".join(lines)
+
+
+def unknown_outcome_alert(order: Order, _: Translate) -> str:
+    return _(
+        "⚠️ Order ref. {ref} ({service}) may or may not have been placed: the "
+        "panel did not answer. Check the panel and settle it with /unknown."
+    ).format(ref=order.id, service=html.escape(order.service_name))
+
+
+def out_of_funds_alert(order: Order, _: Translate) -> str:
+    return _(
+        "💸 An order of {price} was refused: not enough funds on the panel. Top up the balance."
+    ).format(price=format_money(order.price, order.currency))

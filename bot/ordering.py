@@ -1,17 +1,20 @@
 """Placing orders exactly once, and the actions on placed orders (refresh, refill, cancel).
 
 Every action takes the chat that asks and checks that it owns the order: an order of another chat
-is answered exactly like a missing one. `add` is called once per draft and never retried
-(DESIGN, data flow step 2): a blind retry is how other bots double-charge.
+is answered exactly like a missing one. `add` is called once per draft and never retried: a blind
+retry is how other bots double-charge. Each state change commits together with the messages that
+announce it (to the admins, or to the customer after an admin's decision).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -21,12 +24,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import notices
+from bot.access import Access
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.forms import add_arguments, order_price, order_quantity
-from bot.notices import Translations
+from bot.notices import Translate, Translations
+from bot.notify import NoticeButtons, Notifier
 from bot.panel.client import PanelClient
-from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
+from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable, is_out_of_funds
 from bot.panel.models import (
     OrderStatus,
     OrderStatusResult,
@@ -35,6 +41,7 @@ from bot.panel.models import (
 )
 from bot.poller import record_status
 from storage import orders as order_store
+from storage import people as people_store
 from storage.db import utcnow
 from storage.models import Order, Refill, SubmissionState
 
@@ -45,6 +52,11 @@ _COLUMN_ARGUMENTS = ("link", "quantity", "runs", "interval")
 CURRENCY_TTL = 3600.0
 CURRENCY_RETRY = 60.0
 REFILLABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
+
+# Outbox kinds of the messages placements write.
+APPROVAL_REQUEST = "approval_request"
+DECISION = "approval"
+ADMIN_ALERT = "admin"
 
 
 class Outcome(enum.StrEnum):
@@ -83,7 +95,8 @@ class Ordering:
         sessions: async_sessionmaker[AsyncSession],
         panel: PanelClient,
         settings: Settings,
-        i18n: Translations | None = None,
+        i18n: Translations,
+        buttons: NoticeButtons,
         catalog: Catalog | None = None,
     ) -> None:
         self._sessions = sessions
@@ -91,6 +104,8 @@ class Ordering:
         self._panel = panel
         self._settings = settings
         self._catalog = catalog
+        self._notifier = Notifier(settings, i18n)
+        self._buttons = buttons
         self._currency: tuple[str, float] | None = None
         # One confirmation per user at a time in this process, so two drafts confirmed at
         # once cannot both pass the daily limit (SQLite reads take no lock).
@@ -176,8 +191,11 @@ class Ordering:
                     to=SubmissionState.AWAITING_APPROVAL,
                     chat_id=chat_id,
                 )
-                outcome = Outcome.AWAITING_APPROVAL if moved else Outcome.TAKEN
-                return Placement(outcome, await order_store.get_order(session, order_id))
+                waiting = await order_store.get_order(session, order_id)
+                if not moved or waiting is None:
+                    return Placement(Outcome.TAKEN, waiting)
+                await self._ask_admins(session, waiting)
+                return Placement(Outcome.AWAITING_APPROVAL, waiting)
             won = await order_store.move_state(
                 session,
                 order_id,
@@ -187,7 +205,17 @@ class Ordering:
             )
         if not won:
             return Placement(Outcome.TAKEN, order)
-        return await self._submit(order_id, back_to=SubmissionState.DRAFT)
+        return await self._submit(order_id, back_to=SubmissionState.DRAFT, decided=False)
+
+    async def _ask_admins(self, session: AsyncSession, order: Order) -> None:
+        user = await people_store.get_user(session, order.user_id)
+        requester = notices.person_mention(order.user_id, user.first_name if user else None)
+        await self._notifier.tell_admins(
+            session,
+            lambda _: notices.approval_request_text(order, requester, _),
+            kind=APPROVAL_REQUEST,
+            buttons=lambda _: self._buttons.approval(order.id, _),
+        )
 
     async def _service_changed(self, order: Order) -> bool:
         """True when the panel's catalog no longer offers what the summary showed.
@@ -233,13 +261,23 @@ class Ordering:
                 decided_by=admin_id,
             )
             order = await order_store.get_order(session, order_id)
+            if order is not None and won and not approve:
+                rejected = order
+                await self._notifier.tell(
+                    session,
+                    [order.chat_id],
+                    lambda _: notices.rejected_text(rejected, _),
+                    kind=DECISION,
+                )
         if order is None:
             return Placement(Outcome.GONE)
         if not won:
             return Placement(Outcome.TAKEN, order)
         if not approve:
             return Placement(Outcome.REJECTED, order)
-        return await self._submit(order_id, back_to=SubmissionState.AWAITING_APPROVAL)
+        return await self._submit(
+            order_id, back_to=SubmissionState.AWAITING_APPROVAL, decided=True
+        )
 
     async def _needs_approval(
         self, session: AsyncSession, order: Order, *, is_admin: bool
@@ -280,10 +318,13 @@ class Ordering:
         )
         return sum(result.scalars().all(), Decimal(0))
 
-    async def _submit(self, order_id: int, *, back_to: SubmissionState) -> Placement:
+    async def _submit(
+        self, order_id: int, *, back_to: SubmissionState, decided: bool
+    ) -> Placement:
         """The one `add` call of a draft that this caller moved to `submitting`.
 
-        `back_to` is where the order returns when the request never left (nothing ordered).
+        `back_to` is where the order returns when the request never left (nothing ordered);
+        `decided`: an admin's approval, so the customer is told the outcome by message.
         """
         async with self._sessions() as session:
             order = await order_store.get_order(session, order_id)
@@ -291,24 +332,33 @@ class Ordering:
         try:
             panel_order_id = await self._panel.add(order.service_id, **dict(order.fields))
         except PanelError as error:
-            return await self._finish(order_id, SubmissionState.FAILED, error=error.message)
+            return await self._finish(
+                order_id, SubmissionState.FAILED, decided=decided, error=error.message
+            )
         except OrderOutcomeUnknown as error:
             log.warning("order %s: outcome unknown (%s)", order_id, error)
-            return await self._finish(order_id, SubmissionState.UNKNOWN, error=str(error))
+            return await self._finish(
+                order_id, SubmissionState.UNKNOWN, decided=decided, error=str(error)
+            )
         except PanelUnavailable as error:
             # Refused before sending: nothing was ordered, so it may be confirmed again.
             log.info("order %s: panel unreachable (%s)", order_id, error)
-            placement = await self._finish(order_id, back_to)
+            placement = await self._finish(order_id, back_to, decided=decided)
             return Placement(Outcome.UNAVAILABLE, placement.order)
         except asyncio.CancelledError:
             # Stopped while `add` was in flight: it may have reached the panel.
-            await asyncio.shield(self._finish(order_id, SubmissionState.UNKNOWN, error="stopped"))
+            stopped = self._finish(
+                order_id, SubmissionState.UNKNOWN, decided=decided, error="stopped"
+            )
+            await asyncio.shield(stopped)
             raise
         # Logged before anything else can fail: the one place this id is known for sure.
         log.info("order %s placed on the panel as %s", order_id, panel_order_id)
-        return await self._record_placed(order_id, panel_order_id)
+        return await self._record_placed(order_id, panel_order_id, decided=decided)
 
-    async def _record_placed(self, order_id: int, panel_order_id: int) -> Placement:
+    async def _record_placed(
+        self, order_id: int, panel_order_id: int, *, decided: bool
+    ) -> Placement:
         now = utcnow()
         values = {
             "panel_order_id": panel_order_id,
@@ -319,16 +369,22 @@ class Ordering:
             "error": None,
         }
         try:
-            return await self._finish(order_id, SubmissionState.PLACED, **values)
+            return await self._finish(order_id, SubmissionState.PLACED, decided=decided, **values)
         except IntegrityError:
             # The panel gave an id we already hold: never guess, let an admin reconcile.
             log.error("order %s: panel id %s is already recorded", order_id, panel_order_id)
             return await self._finish(
-                order_id, SubmissionState.UNKNOWN, error=f"duplicate panel id {panel_order_id}"
+                order_id,
+                SubmissionState.UNKNOWN,
+                decided=decided,
+                error=f"duplicate panel id {panel_order_id}",
             )
 
-    async def _finish(self, order_id: int, state: SubmissionState, **values: Any) -> Placement:
-        """Record how the `add` ended; the outcome reported is what the database now holds.
+    async def _finish(
+        self, order_id: int, state: SubmissionState, *, decided: bool, **values: Any
+    ) -> Placement:
+        """Record how the `add` ended, with the messages it calls for, in one transaction; the
+        outcome reported is what the database now holds.
 
         An answer that comes after a slow panel may find the order already marked unknown (the
         poller's guard against crashed submissions): the panel's answer is better knowledge.
@@ -337,11 +393,30 @@ class Ordering:
         if state in (SubmissionState.PLACED, SubmissionState.FAILED):
             expected.append(SubmissionState.UNKNOWN)
         async with self._sessions() as session, session.begin():
-            await order_store.move_state(session, order_id, expected=expected, to=state, **values)
+            moved = await order_store.move_state(
+                session, order_id, expected=expected, to=state, **values
+            )
             order = await order_store.get_order(session, order_id)
-        assert order is not None
+            assert order is not None
+            if moved:
+                await self._announce_end(session, order, decided=decided)
         outcome = _OUTCOME_OF_STATE.get(SubmissionState(order.state), Outcome.FAILED)
         return Placement(outcome, order, error=order.error)
+
+    async def _announce_end(self, session: AsyncSession, order: Order, *, decided: bool) -> None:
+        """What the end of a placement tells: admins of an unknown outcome or of a panel out of
+        funds; the customer, when an admin's approval (not their own press) placed it."""
+        state = SubmissionState(order.state)
+        alert: Callable[[Translate], str] | None = None
+        if state == SubmissionState.UNKNOWN:
+            alert = functools.partial(notices.unknown_outcome_alert, order)
+        elif state == SubmissionState.FAILED and is_out_of_funds(order.error):
+            alert = functools.partial(notices.out_of_funds_alert, order)
+        if alert is not None:
+            await self._notifier.tell_admins(session, alert, kind=ADMIN_ALERT)
+        if decided and state in _TOLD_AFTER_APPROVAL:
+            told = functools.partial(_TOLD_AFTER_APPROVAL[state], order)
+            await self._notifier.tell(session, [order.chat_id], told, kind=DECISION)
 
     # --- placed orders --------------------------------------------------------------------
 
@@ -381,16 +456,27 @@ class Ordering:
             session, self._settings, order, result, i18n=self._i18n, announce_owner=False
         )
 
-    async def request_refill(self, chat_id: int, order_id: int) -> Refill:
+    async def _order_to_act_on(
+        self, chat_id: int, order_id: int, member: Access
+    ) -> tuple[Order, int]:
+        """A refill or a cancel is for the order's own user, or an admin in the owning chat.
+
+        The order and its panel id (it has one: only placed orders can be acted on)."""
         order = await self.find(chat_id, order_id)
         if order is None or order.panel_order_id is None:
             raise OrderActionError("not_found")
+        if order.user_id != member.user_id and not member.is_admin:
+            raise OrderActionError("not_yours")
+        return order, order.panel_order_id
+
+    async def request_refill(self, chat_id: int, order_id: int, member: Access) -> Refill:
+        order, panel_order_id = await self._order_to_act_on(chat_id, order_id, member)
         if not order.can_refill:
             raise OrderActionError("refill_not_supported")
         if order.status not in REFILLABLE:
             raise OrderActionError("refill_not_yet")
         try:
-            refill_id = await self._panel.refill(order.panel_order_id)
+            refill_id = await self._panel.refill(panel_order_id)
         except PanelError as error:
             raise OrderActionError("panel_refused", error.message) from None
         except PanelUnavailable:
@@ -399,21 +485,19 @@ class Ordering:
         async with self._sessions() as session, session.begin():
             return await order_store.add_refill(session, order.id, refill_id, next_poll)
 
-    async def cancel_order(self, chat_id: int, order_id: int) -> Order:
-        order = await self.find(chat_id, order_id)
-        if order is None or order.panel_order_id is None:
-            raise OrderActionError("not_found")
+    async def cancel_order(self, chat_id: int, order_id: int, member: Access) -> Order:
+        order, panel_order_id = await self._order_to_act_on(chat_id, order_id, member)
         if not order.can_cancel:
             raise OrderActionError("cancel_not_supported")
         if not _is_open(order):
             raise OrderActionError("already_finished")
         try:
-            results = await self._panel.cancel([order.panel_order_id])
+            results = await self._panel.cancel([panel_order_id])
         except PanelError as error:
             raise OrderActionError("panel_refused", error.message) from None
         except PanelUnavailable:
             raise OrderActionError("panel_unavailable") from None
-        result = results.get(order.panel_order_id)
+        result = results.get(panel_order_id)
         if result is None or not result.ok:
             raise OrderActionError("panel_refused", result.error if result else None)
         # The panel's own status follows; poll it soon rather than at the order's usual pace.
@@ -428,6 +512,25 @@ class Ordering:
                 return []
             return list(await order_store.order_refills(session, order.id))
 
+
+def _placed_told(order: Order, _: Translate) -> str:
+    return notices.placed_text(order, _)
+
+
+def _unknown_told(order: Order, _: Translate) -> str:
+    return notices.unknown_outcome_text(_)
+
+
+def _failed_told(order: Order, _: Translate) -> str:
+    return notices.panel_refusal(order.error, _)
+
+
+# What the customer is told when an approved order's placement ends.
+_TOLD_AFTER_APPROVAL: dict[SubmissionState, Callable[[Order, Translate], str]] = {
+    SubmissionState.PLACED: _placed_told,
+    SubmissionState.UNKNOWN: _unknown_told,
+    SubmissionState.FAILED: _failed_told,
+}
 
 _OUTCOME_OF_STATE = {
     SubmissionState.PLACED: Outcome.PLACED,

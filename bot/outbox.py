@@ -315,7 +315,7 @@ class OutboxSender:
 def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
     """The poller and the outbox sender, wired so that new status messages wake the sender."""
     sender = OutboxSender(
-        bot, services.sessions, services.settings, on_blocked=services.recent.forget_chat
+        bot, services.sessions, services.settings, on_blocked=services.people.chat_blocked
     )
     poller = Poller(
         settings=services.settings,

@@ -386,7 +386,9 @@ class Poller:
         """A crash during `add` leaves a draft in `submitting`; past any timeout it is unknown."""
         grace = timedelta(seconds=SUBMISSION_GRACE + 2 * self._settings.panel_timeout)
         async with self._sessions.begin() as session:
-            interrupted = await orders.interrupted_submissions(session, self._clock() - grace)
+            interrupted = await orders.mark_interrupted_submissions_unknown(
+                session, self._clock() - grace
+            )
         for order_id in interrupted:
             log.warning("order %d was interrupted during add: marked unknown", order_id)
 

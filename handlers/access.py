@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Final
-
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
-from handlers.callbacks import (
-    CategoriesPage,
-    DraftAction,
-    FormAction,
-    OrderAction,
-    OrdersPage,
-    SearchStart,
-    ServicePick,
-    ServicesPage,
-)
-from handlers.filters import MayOrder, MenuButton
-
-router: Final[Router] = Router(name=__name__)
-router.message.filter(~MayOrder())
-router.callback_query.filter(~MayOrder())
+from handlers.filters import MayOrder, MenuButton, OrderingButton
+from handlers.screens import member
 
 ORDERING_COMMANDS = ("order", "orders", "status", "refill")
-ORDERING_BUTTONS = tuple(
-    data.__prefix__
-    for data in (
-        CategoriesPage,
-        ServicesPage,
-        SearchStart,
-        ServicePick,
-        FormAction,
-        DraftAction,
-        OrdersPage,
-        OrderAction,
-    )
-)
 
 
 def refusal(user_id: int) -> str:
@@ -48,15 +21,22 @@ def refusal(user_id: int) -> str:
     ).format(id=user_id)
 
 
-@router.message(Command(*ORDERING_COMMANDS))
-@router.message(MenuButton("order"))
-@router.message(MenuButton("orders"))
 async def refuse_command(message: Message) -> None:
-    user_id = message.from_user.id if message.from_user else message.chat.id
-    await message.answer(refusal(user_id))
+    await message.answer(refusal(member(message)))
 
 
-@router.callback_query(F.data.func(lambda data: data.split(":", 1)[0] in ORDERING_BUTTONS))
-async def refuse_button(query: CallbackQuery) -> None:
+async def refuse_button(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
     text = _("Sorry, ordering is only open to approved users. Your Telegram user ID is {id}.")
-    await query.answer(text.format(id=query.from_user.id), show_alert=True)
+    callback_answer.text = text.format(id=query.from_user.id)
+    callback_answer.show_alert = True
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(~MayOrder())
+    router.callback_query.filter(~MayOrder())
+    router.message.register(refuse_command, Command(*ORDERING_COMMANDS))
+    router.message.register(refuse_command, MenuButton("order"))
+    router.message.register(refuse_command, MenuButton("orders"))
+    router.callback_query.register(refuse_button, OrderingButton())
+    return router

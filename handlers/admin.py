@@ -10,90 +10,69 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from html import escape
-from typing import Final
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from aiogram.utils.i18n import I18n
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import admin
+from bot import notices
 from bot.access import Access
-from bot.admin import Reconciliation, Spend, Stats
+from bot.admin import Reconciliation, Settlement, Spend, Stats, StatsReport
 from bot.config import Settings
+from bot.ids import parse_id
 from bot.money import format_money
-from bot.panel.client import PanelClient
 from bot.panel.errors import PanelError, PanelUnavailable
-from handlers import texts
-from handlers.callbacks import Id
-from handlers.filters import IsAdmin
+from bot.people import Known, People
+from handlers import keyboards
+from handlers.callbacks import MarkFailed, MarkPlaced
+from handlers.filters import IsAdmin, PressedOn
 from handlers.screens import replace
-from storage import people
-from storage.models import Order, SubmissionState
-
-router: Final[Router] = Router(name=__name__)
-router.message.filter(IsAdmin())
-router.callback_query.filter(IsAdmin())
+from handlers.states import Reconcile
+from storage.models import Order
 
 PRIVATE = F.chat.type == "private"
 GROUPS = F.chat.type.in_({"group", "supergroup"})
 UNKNOWN_SHOWN = 10  # one message each; the rest after these are settled
 
 
-class MarkPlaced(CallbackData, prefix="ukp"):
-    order: Id  # local order id
-
-
-class MarkFailed(CallbackData, prefix="ukf"):
-    order: Id
-
-
-class Reconcile(StatesGroup):
-    panel_order_id = State()  # waiting for the panel's id of an "unknown" order
-
-
 # --- /balance -------------------------------------------------------------------------------
 
 
-@router.message(Command("balance"), PRIVATE)
-async def show_balance(message: Message, panel: PanelClient, settings: Settings) -> None:
+async def show_balance(message: Message, stats: Stats) -> None:
     try:
-        balance = await panel.balance()
+        balance = await stats.balance()
     except PanelUnavailable:
         await message.answer(_("The panel is not answering right now. Please try again later."))
         return
     except PanelError as error:
         await message.answer(_("The panel refused: {reason}").format(reason=escape(error.message)))
         return
-    amount = format_money(balance.balance, balance.currency or settings.currency)
+    amount = format_money(balance.balance, balance.currency)
     await message.answer(_("Balance: {amount}").format(amount=f"<b>{amount}</b>"))
 
 
 # --- /stats ---------------------------------------------------------------------------------
 
 
-@router.message(Command("stats"), PRIVATE)
-async def show_stats(message: Message, session: AsyncSession, settings: Settings) -> None:
-    stats = await admin.collect_stats(session)
-    await message.answer(stats_text(stats, settings.currency))
+async def show_stats(message: Message, stats: Stats, settings: Settings) -> None:
+    await message.answer(stats_text(await stats.collect(), settings.currency))
 
 
-def stats_text(stats: Stats, currency: str) -> str:
+def stats_text(stats: StatsReport, currency: str) -> str:
     lines = ["<b>" + _("Statistics") + "</b>", "", _("Orders by stage:")]
     lines += [
-        f"• {_state_label(state)}: {count}" for state, count in sorted(stats.by_state.items())
+        f"• {notices.submission_label(state, _)}: {count}"
+        for state, count in sorted(stats.by_state.items())
     ]
     if not stats.by_state:
         lines.append("• " + _("no orders yet"))
     if stats.by_status:
         lines += ["", _("Placed orders by panel status:")]
         lines += [
-            f"• {texts.status_label(status or None)}: {count}"
+            f"• {notices.status_label(status or None, _)}: {count}"
             for status, count in sorted(stats.by_status.items())
         ]
     lines += [
@@ -118,26 +97,11 @@ def _spend(spend: Spend, currency: str) -> str:
     return " + ".join(format_money(amount, code) for code, amount in sorted(spend.items()))
 
 
-def _state_label(state: str) -> str:
-    labels: dict[str, str] = {
-        SubmissionState.DRAFT: _("Drafts"),
-        SubmissionState.AWAITING_APPROVAL: _("Waiting for approval"),
-        SubmissionState.SUBMITTING: _("Being placed"),
-        SubmissionState.PLACED: _("Placed"),
-        SubmissionState.FAILED: _("Not placed"),
-        SubmissionState.UNKNOWN: _("Not confirmed"),
-        SubmissionState.REJECTED: _("Rejected"),
-        SubmissionState.CANCELED: _("Dropped drafts"),
-    }
-    return labels.get(state, escape(state))
-
-
 # --- /unknown: reconciliation -----------------------------------------------------------------
 
 
-@router.message(Command("unknown"), PRIVATE)
-async def list_unknown(message: Message, session: AsyncSession) -> None:
-    found, total = await admin.unknown_orders(session, limit=UNKNOWN_SHOWN)
+async def list_unknown(message: Message, reconciliation: Reconciliation) -> None:
+    found, total = await reconciliation.unknown_orders(limit=UNKNOWN_SHOWN)
     if not found:
         await message.answer(_("No orders await reconciliation."))
         return
@@ -148,7 +112,8 @@ async def list_unknown(message: Message, session: AsyncSession) -> None:
         ).format(count=total)
     )
     for order in found:
-        await message.answer(unknown_order_text(order), reply_markup=reconcile_keyboard(order.id))
+        markup = keyboards.reconcile(order.id)
+        await message.answer(unknown_order_text(order), reply_markup=markup)
     if total > len(found):
         await message.answer(_("Settle these first; send /unknown again to see the next ones."))
 
@@ -156,8 +121,8 @@ async def list_unknown(message: Message, session: AsyncSession) -> None:
 def unknown_order_text(order: Order) -> str:
     lines = [
         "<b>" + _("Order ref. {number}").format(number=order.id) + "</b>",
-        *texts.order_details(order),
-        _("Price: {price}").format(price=format_money(order.price, order.currency)),
+        *notices.order_details(order, _),
+        notices.price_line(order, _),
         _("Chat: {chat_id} · user: {user_id}").format(
             chat_id=f"<code>{order.chat_id}</code>", user_id=f"<code>{order.user_id}</code>"
         ),
@@ -172,66 +137,39 @@ def _utc(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def reconcile_keyboard(order_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=_("✅ Mark placed"), callback_data=MarkPlaced(order=order_id).pack()
-                ),
-                InlineKeyboardButton(
-                    text=_("✖️ Mark failed"), callback_data=MarkFailed(order=order_id).pack()
-                ),
-            ]
-        ]
+async def ask_panel_order_id(
+    query: CallbackQuery,
+    callback_data: MarkPlaced,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    reconciliation: Reconciliation,
+    state: FSMContext,
+) -> None:
+    order = await reconciliation.unsettled(callback_data.order)
+    if order is None:
+        callback_answer.text = _("This order is already settled.")
+        callback_answer.show_alert = True
+        return
+    await state.set_state(Reconcile.panel_order_id)
+    await state.update_data(order_id=order.id)
+    await message.answer(
+        _(
+            "Send the panel's order id for order ref. {number}, as shown in the panel's order "
+            "list, or /cancel."
+        ).format(number=order.id)
     )
 
 
-@router.callback_query(MarkPlaced.filter())
-async def ask_panel_order_id(
-    query: CallbackQuery, callback_data: MarkPlaced, session: AsyncSession, state: FSMContext
-) -> None:
-    order = await _unknown_order(session, callback_data.order)
-    if order is None:
-        await query.answer(_("This order is already settled."), show_alert=True)
-        return
-    await query.answer()
-    await state.set_state(Reconcile.panel_order_id)
-    await state.update_data(order_id=order.id)
-    if isinstance(query.message, Message):
-        await query.message.answer(
-            _(
-                "Send the panel's order id for order ref. {number}, as shown in the panel's order "
-                "list, or /cancel."
-            ).format(number=order.id)
-        )
-
-
-@router.message(
-    Reconcile.panel_order_id, F.text.func(admin.parse_panel_order_id).as_("panel_order_id")
-)
 async def record_panel_order_id(
     message: Message,
     panel_order_id: int,
     state: FSMContext,
-    session: AsyncSession,
+    reconciliation: Reconciliation,
     access: Access,
-    settings: Settings,
-    i18n: I18n,
 ) -> None:
     order_id = int((await state.get_data()).get("order_id", 0))
-    outcome = await admin.mark_placed(
-        session,
-        order_id,
-        panel_order_id,
-        admin_id=access.user_id,
-        i18n=i18n,
-        default_language=settings.default_language,
-    )
-    # The FSM storage writes through a connection of its own; on SQLite it would wait for this
-    # session's write lock until the handler returned, so commit before touching the state.
-    await session.commit()
-    if outcome is Reconciliation.ID_IN_USE:
+    outcome = await reconciliation.mark_placed(order_id, panel_order_id, admin_id=access.user_id)
+    if outcome is Settlement.ID_IN_USE:
         # Stay on this step: the admin may have mistyped the id.
         await message.answer(
             _(
@@ -241,7 +179,7 @@ async def record_panel_order_id(
         )
         return
     await state.clear()
-    if outcome is Reconciliation.ALREADY_SETTLED:
+    if outcome is Settlement.ALREADY_SETTLED:
         await message.answer(_("Order ref. {number} is already settled.").format(number=order_id))
         return
     await message.answer(
@@ -252,34 +190,24 @@ async def record_panel_order_id(
     )
 
 
-@router.message(Reconcile.panel_order_id)
 async def record_panel_order_id_invalid(message: Message) -> None:
     await message.answer(
         _("That is not an order id. Send the panel's order id (a positive number), or /cancel.")
     )
 
 
-@router.callback_query(MarkFailed.filter())
 async def mark_failed(
     query: CallbackQuery,
     callback_data: MarkFailed,
-    session: AsyncSession,
+    callback_answer: CallbackAnswer,
+    reconciliation: Reconciliation,
     access: Access,
-    settings: Settings,
-    i18n: I18n,
 ) -> None:
-    outcome = await admin.mark_failed(
-        session,
-        callback_data.order,
-        admin_id=access.user_id,
-        i18n=i18n,
-        default_language=settings.default_language,
-    )
-    await session.commit()  # before Telegram calls: never hold SQLite's write lock across them
-    if outcome is not Reconciliation.DONE:
-        await query.answer(_("This order is already settled."), show_alert=True)
+    outcome = await reconciliation.mark_failed(callback_data.order, admin_id=access.user_id)
+    if outcome is not Settlement.DONE:
+        callback_answer.text = _("This order is already settled.")
+        callback_answer.show_alert = True
         return
-    await query.answer()
     await replace(
         query,
         _("Order ref. {number} is marked as not placed; its chat has been told.").format(
@@ -288,22 +216,12 @@ async def mark_failed(
     )
 
 
-async def _unknown_order(session: AsyncSession, order_id: int) -> Order | None:
-    order = await session.get(Order, order_id)
-    return order if order is not None and order.state == SubmissionState.UNKNOWN else None
-
-
 # --- /allow and /deny -----------------------------------------------------------------------
 
 
-@router.message(Command("allow", "deny"))
-async def set_access(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    recent: people.RecentlySeen,
-) -> None:
-    user_id = _user_id(command.args)
+async def set_access(message: Message, command: CommandObject, people: People) -> None:
+    words = (command.args or "").split()
+    user_id = parse_id(words[0]) if len(words) == 1 else None
     if user_id is None:
         await message.answer(
             _(
@@ -312,40 +230,56 @@ async def set_access(
         )
         return
     allowed = command.command == "allow"
-    await people.set_user_access(session, user_id, allowed)
-    await session.commit()
-    recent.forget_user(user_id)  # their next update reads the new decision
+    person = await people.set_access(user_id, allowed)
     if allowed:
-        text = _("User {user_id} may now place orders.")
+        text = _("{person} may now place orders.")
     else:
-        text = _("User {user_id} may no longer place orders.")
-    await message.answer(text.format(user_id=f"<code>{user_id}</code>"))
+        text = _("{person} may no longer place orders.")
+    await message.answer(text.format(person=_who(person)))
 
 
-def _user_id(args: str | None) -> int | None:
-    words = (args or "").split()
-    if len(words) != 1 or not words[0].isascii() or not words[0].isdigit():
-        return None
-    user_id = int(words[0])
-    return user_id if 0 < user_id < 2**63 else None
+def _who(person: Known) -> str:
+    """ "Alex (@alex, id 123)" — or "User 123" for someone who never wrote to the bot."""
+    if person.first_name is None and person.username is None:
+        return _("User {user_id}").format(user_id=f"<code>{person.id}</code>")
+    details = [f"@{escape(person.username)}"] if person.username else []
+    details.append(_("id {user_id}").format(user_id=f"<code>{person.id}</code>"))
+    name = escape(person.first_name or person.username or "")
+    return f"{name} ({', '.join(details)})"
 
 
 # --- /notify_here and /notify_off -----------------------------------------------------------
 
 
-@router.message(Command("notify_here", "notify_off"), GROUPS)
-async def set_group_notices(
-    message: Message, command: CommandObject, session: AsyncSession
-) -> None:
+async def set_group_notices(message: Message, command: CommandObject, people: People) -> None:
     notify = command.command == "notify_here"
-    await people.set_chat_notify(session, message.chat.id, notify)
-    await session.commit()  # before Telegram calls: never hold SQLite's write lock across them
+    await people.set_group_notices(message.chat.id, notify)
     if notify:
         await message.answer(_("This group will be told when an order is completed."))
     else:
         await message.answer(_("This group will no longer be told about orders."))
 
 
-@router.message(Command("notify_here", "notify_off"))
 async def group_notices_elsewhere(message: Message) -> None:
     await message.answer(_("This works in groups: add me to a group and send it there."))
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(IsAdmin())
+    router.callback_query.filter(IsAdmin(), PressedOn())
+    router.message.register(show_balance, Command("balance"), PRIVATE)
+    router.message.register(show_stats, Command("stats"), PRIVATE)
+    router.message.register(list_unknown, Command("unknown"), PRIVATE)
+    router.callback_query.register(ask_panel_order_id, MarkPlaced.filter())
+    router.message.register(
+        record_panel_order_id,
+        Reconcile.panel_order_id,
+        F.text.func(parse_id).as_("panel_order_id"),
+    )
+    router.message.register(record_panel_order_id_invalid, Reconcile.panel_order_id)
+    router.callback_query.register(mark_failed, MarkFailed.filter())
+    router.message.register(set_access, Command("allow", "deny"))
+    router.message.register(set_group_notices, Command("notify_here", "notify_off"), GROUPS)
+    router.message.register(group_notices_elsewhere, Command("notify_here", "notify_off"))
+    return router

@@ -1,68 +1,30 @@
-"""Orders over a spending limit: the admins approve or reject; the first decision wins."""
+"""Orders over a spending limit: the admins approve or reject; the first decision wins.
+
+`Ordering.decide` writes the customer's message together with the decision; this router only
+shows the admin what happened.
+"""
 
 from __future__ import annotations
 
 from html import escape
-from typing import Final
 
 from aiogram import Router
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, User
-from aiogram.utils.i18n import I18n
+from aiogram.types import CallbackQuery, User
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
+from aiogram.utils.i18n import lazy_gettext as __
 
-from bot.config import Settings
-from bot.i18n import language_of
-from bot.money import format_money
+from bot import notices
 from bot.ordering import Ordering, Outcome, Placement
-from handlers import texts
+from handlers import keyboards
 from handlers.callbacks import Approval
-from handlers.filters import IsAdmin
+from handlers.filters import IsAdmin, PressedOn
 from handlers.screens import replace
-from storage import outbox, people
-from storage.models import Order
 
-router: Final[Router] = Router(name=__name__)
-router.callback_query.filter(IsAdmin())
+# Approving calls the panel: answer the press at once, so no spinner runs through `add`.
+WORKING = {"callback_answer": {"pre": True, "text": __("Working on it…")}}
 
 
-def approval_keyboard(order_id: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=_("✅ Approve"),
-                    callback_data=Approval(approve=True, order=order_id).pack(),
-                ),
-                InlineKeyboardButton(
-                    text=_("✖️ Reject"),
-                    callback_data=Approval(approve=False, order=order_id).pack(),
-                ),
-            ]
-        ]
-    )
-
-
-def approval_request(order: Order, user: User) -> str:
-    lines = [
-        _("🧾 An order waits for your approval (over a spending limit)."),
-        _("From: {user} (id {id})").format(user=user.mention_html(), id=user.id),
-        *texts.order_details(order),
-        _("Price: {price}").format(price=format_money(order.price, order.currency)),
-    ]
-    return "\n".join(lines)
-
-
-@router.callback_query(Approval.filter())
-async def decide(
-    query: CallbackQuery,
-    callback_data: Approval,
-    ordering: Ordering,
-    session: AsyncSession,
-    settings: Settings,
-    i18n: I18n,
-) -> None:
-    await query.answer(_("Working on it…"))
+async def decide(query: CallbackQuery, callback_data: Approval, ordering: Ordering) -> None:
     placement = await ordering.decide(
         callback_data.order, query.from_user.id, approve=callback_data.approve
     )
@@ -71,33 +33,18 @@ async def decide(
         await replace(query, _("This order no longer exists."))
         return
     if placement.outcome == Outcome.TAKEN:
-        await replace(query, _("Already decided: {state}.").format(state=texts.state_label(order)))
+        state = notices.state_label(order, _)
+        await replace(query, _("Already decided: {state}.").format(state=state))
         return
-    if placement.outcome == Outcome.UNAVAILABLE:
-        # Nothing happened: the decision is still open, with its buttons.
-        await replace(
-            query, _admin_result(placement, query.from_user), approval_keyboard(order.id)
-        )
-        return
-    # The customer's message is queued and committed before the admin's screen changes, so a
-    # failed edit cannot lose it.
-    with i18n.use_locale(await _language_of(session, order.user_id, settings)):
-        told = _customer_result(placement)
-    await outbox.enqueue(session, order.chat_id, told, kind="approval")
-    await session.commit()
-    await replace(query, _admin_result(placement, query.from_user))
+    # Nothing happened when the panel was unreachable: the decision stays open, with its buttons.
+    markup = keyboards.approval(order.id, _) if placement.outcome == Outcome.UNAVAILABLE else None
+    await replace(query, _decision_screen(placement, query.from_user), markup)
 
 
-async def _language_of(session: AsyncSession, user_id: int, settings: Settings) -> str:
-    user = await people.get_user(session, user_id)
-    if user is None:
-        return settings.default_language
-    return user.language or language_of(user.telegram_language, settings.default_language)
-
-
-def _admin_result(placement: Placement, admin: User) -> str:
+def _decision_screen(placement: Placement, admin: User) -> str:
     order = placement.order
-    assert order is not None
+    if order is None:
+        return _("This order no longer exists.")
     who = escape(admin.full_name)
     if placement.outcome == Outcome.PLACED:
         return _("Approved by {admin}: placed as order #{id}.").format(
@@ -115,19 +62,12 @@ def _admin_result(placement: Placement, admin: User) -> str:
             admin=who
         )
     return _("Approved by {admin}, but not placed: {reason}").format(
-        admin=who, reason=texts.panel_refusal(placement.error)
+        admin=who, reason=notices.panel_refusal(placement.error, _)
     )
 
 
-def _customer_result(placement: Placement) -> str:
-    order = placement.order
-    assert order is not None
-    if placement.outcome == Outcome.PLACED:
-        return texts.placed_text(order)
-    if placement.outcome == Outcome.REJECTED:
-        return _("An admin did not approve your order of {service}. Nothing was charged.").format(
-            service=escape(order.service_name)
-        )
-    if placement.outcome == Outcome.UNKNOWN:
-        return texts.unknown_outcome_text()
-    return texts.panel_refusal(placement.error)
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.filter(IsAdmin(), PressedOn())
+    router.callback_query.register(decide, Approval.filter(), flags=WORKING)
+    return router

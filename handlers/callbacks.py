@@ -1,60 +1,139 @@
-"""Callback data of every inline button: short prefixes, ids only (≤ 64 bytes), never names."""
+"""Callback data of every inline button: short prefixes, ids only (≤ 64 bytes), never names.
+
+Every button of a menu, a form, a summary or an order card carries `by`, the member it was shown
+to (`MEMBER_BUTTONS`): in a group, anyone else's press changes nothing (`handlers.filters`).
+Buttons packed before `by` existed do not unpack, and reach the one stale-button handler.
+"""
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
 from pydantic import Field
 
-# Ids and pages in callback data are checked like any input: a crafted huge number must not
-# reach the database (SQLite integers end at 2**63).
-Id = Annotated[int, Field(ge=0, lt=2**62)]
-PageNumber = Annotated[int, Field(ge=0, le=100_000)]
+from bot.ids import MAX_ID
 
-# `by` on the browsing buttons: in a group, the user who opened the menu (0 in private chats),
-# so one member's menu is not steered by another.
+# Ids and pages in callback data are checked like any input: a crafted huge number must not
+# reach the database.
+Id = Annotated[int, Field(ge=0, lt=MAX_ID)]
+PageNumber = Annotated[int, Field(ge=0, le=100_000)]
+Member = Annotated[int, Field(gt=0, lt=MAX_ID)]
+
+
+class FormStep(enum.StrEnum):
+    BACK = "back"
+    SKIP = "skip"
+    YES = "yes"
+    CANCEL = "cancel"
+    DELAY = "delay"
+
+
+class DraftStep(enum.StrEnum):
+    CONFIRM = "confirm"
+    DROP = "drop"
+
+
+class OrderStep(enum.StrEnum):
+    SHOW = "show"
+    REFRESH = "refresh"
+    REFILL = "refill"
+    CANCEL = "cancel"
+    CANCEL_YES = "cancel_yes"  # the answer to "Cancel order #N?"
+
+
+# `by` comes last, where the older browsing buttons had it: those still mean the same.
 
 
 class CategoriesPage(CallbackData, prefix="cp"):
     page: PageNumber
-    by: Id = 0
+    by: Member
 
 
 class ServicesPage(CallbackData, prefix="sp"):
     category: str  # the catalog's short stable key, derived from the category name
     page: PageNumber
-    by: Id = 0
+    by: Member
 
 
 class SearchStart(CallbackData, prefix="sq"):
-    by: Id = 0
+    by: Member
 
 
 class ServicePick(CallbackData, prefix="sv"):
     service: Id
-    by: Id = 0
+    by: Member
 
 
 class FormAction(CallbackData, prefix="fa"):
-    action: str  # back | skip | yes | cancel | delay
-    value: Annotated[int, Field(ge=0, le=10_000)] = 0
+    action: FormStep
+    value: Annotated[int, Field(ge=0, le=10_000)]
+    by: Member
 
 
 class DraftAction(CallbackData, prefix="dr"):
-    action: str  # confirm | drop
+    action: DraftStep
     order: Id  # local order id
+    by: Member
 
 
 class OrdersPage(CallbackData, prefix="op"):
     page: PageNumber
+    by: Member
 
 
 class OrderAction(CallbackData, prefix="oa"):
-    action: str  # show | refresh | refill | cancel | cancel_yes
+    action: OrderStep
     order: Id  # local order id; ownership is checked on every press
+    by: Member
+
+
+class LanguageChoice(CallbackData, prefix="lang"):
+    code: str
+    by: Member
+
+
+# Admin buttons are sent to admins' private chats and checked by the admin filter.
 
 
 class Approval(CallbackData, prefix="ap"):
     approve: bool
     order: Id
+
+
+class MarkPlaced(CallbackData, prefix="ukp"):
+    order: Id  # local order id
+
+
+class MarkFailed(CallbackData, prefix="ukf"):
+    order: Id
+
+
+MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
+    kind.__prefix__: kind
+    for kind in (
+        CategoriesPage,
+        ServicesPage,
+        SearchStart,
+        ServicePick,
+        FormAction,
+        DraftAction,
+        OrdersPage,
+        OrderAction,
+        LanguageChoice,
+    )
+}
+ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {LanguageChoice.__prefix__}
+
+
+def member_of(data: str | None) -> int | None:
+    """Who a member button was shown to; None for other buttons (or ones that do not unpack)."""
+    kind = MEMBER_BUTTONS.get((data or "").split(":", 1)[0])
+    if kind is None:
+        return None
+    try:
+        member: int = getattr(kind.unpack(data or ""), "by")  # noqa: B009 (every kind has it)
+    except (TypeError, ValueError):
+        return None
+    return member

@@ -1,12 +1,10 @@
-"""Welcome, help, language choice and the global error handler."""
+"""Welcome, help, cancel and language choice, and the guards every button passes first: a
+button shown to someone else, and a message too old for Telegram to show us."""
 
 from __future__ import annotations
 
-from typing import Final
-
 from aiogram import F, Router, html
 from aiogram.filters import Command, CommandStart
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
     CallbackQuery,
@@ -16,23 +14,19 @@ from aiogram.types import (
     Message,
     ReplyKeyboardMarkup,
 )
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.access import Access
 from bot.i18n import LANGUAGES
+from bot.people import People
 from handlers.access import refusal
-from handlers.filters import menu_text
-from storage import people
-
-router: Final[Router] = Router(name=__name__)
+from handlers.callbacks import LanguageChoice
+from handlers.filters import ForSomeoneElse, PressedOn, menu_text
+from handlers.screens import member, replace
 
 LANGUAGE_NAMES = {"en": "English", "fil": "Filipino"}
-
-
-class LanguageChoice(CallbackData, prefix="lang"):
-    code: str
 
 
 def command_menu() -> list[tuple[str, str]]:
@@ -85,7 +79,18 @@ def help_text(access: Access | None) -> str:
     return "\n".join(lines)
 
 
-@router.message(CommandStart())
+async def not_yours(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
+    """Someone else's menu, form, summary or card: nothing changes, the presser is told."""
+    callback_answer.text = _("These buttons are for someone else. Send /order to start your own.")
+    callback_answer.show_alert = True
+
+
+async def message_too_old(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
+    """Telegram no longer shows us the pressed message (it is too old to edit)."""
+    callback_answer.text = _("This message is too old to use. Send /order to start again.")
+    callback_answer.show_alert = True
+
+
 async def start(message: Message, state: FSMContext, access: Access | None) -> None:
     await state.clear()
     name = html.quote(message.from_user.first_name) if message.from_user else ""
@@ -102,22 +107,20 @@ async def start(message: Message, state: FSMContext, access: Access | None) -> N
     await message.answer(text, reply_markup=menu)
 
 
-@router.message(Command("help"))
 async def show_help(message: Message, access: Access | None) -> None:
     await message.answer(help_text(access))
 
 
-@router.message(Command("cancel"))
 async def cancel_anything(message: Message, state: FSMContext) -> None:
     had_state = await state.get_state() is not None
     await state.clear()
     await message.answer(_("Cancelled.") if had_state else _("Nothing to cancel."))
 
 
-@router.message(Command("language"))
 async def choose_language(message: Message) -> None:
+    by = member(message)
     buttons = [
-        [InlineKeyboardButton(text=name, callback_data=LanguageChoice(code=code).pack())]
+        [InlineKeyboardButton(text=name, callback_data=LanguageChoice(code=code, by=by).pack())]
         for code, name in LANGUAGE_NAMES.items()
     ]
     await message.answer(
@@ -125,19 +128,22 @@ async def choose_language(message: Message) -> None:
     )
 
 
-@router.callback_query(LanguageChoice.filter(F.code.in_(LANGUAGES)))
 async def set_language(
-    query: CallbackQuery,
-    callback_data: LanguageChoice,
-    session: AsyncSession,
-    i18n: I18n,
-    recent: people.RecentlySeen,
+    query: CallbackQuery, callback_data: LanguageChoice, people: People, i18n: I18n
 ) -> None:
-    await query.answer()
-    await people.set_user_language(session, query.from_user.id, callback_data.code)
-    await session.commit()
-    recent.forget_user(query.from_user.id)  # their next update reads the new language
+    await people.set_language(query.from_user.id, callback_data.code)
     with i18n.use_locale(callback_data.code):
         text = _("Language set: {name}.").format(name=LANGUAGE_NAMES[callback_data.code])
-    if isinstance(query.message, Message):
-        await query.message.edit_text(text)
+    await replace(query, text)
+
+
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.register(not_yours, ForSomeoneElse())
+    router.callback_query.register(message_too_old, ~PressedOn())
+    router.message.register(start, CommandStart())
+    router.message.register(show_help, Command("help"))
+    router.message.register(cancel_anything, Command("cancel"))
+    router.message.register(choose_language, Command("language"))
+    router.callback_query.register(set_language, LanguageChoice.filter(F.code.in_(LANGUAGES)))
+    return router

@@ -1,13 +1,16 @@
-"""Filters shared by the routers: who may order, and the reply-keyboard menu buttons."""
+"""Filters shared by the routers: who may order, whose button it is, the pressed message, and
+the reply-keyboard menu buttons."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiogram.filters import Filter
 from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.i18n import gettext as _
 
 from bot.access import Access
-from handlers.callbacks import CategoriesPage, SearchStart, ServicePick, ServicesPage
+from handlers.callbacks import ORDERING_BUTTONS, member_of
 
 
 class MayOrder(Filter):
@@ -22,16 +25,28 @@ class IsAdmin(Filter):
         return access is not None and access.is_admin
 
 
-class OthersMenu(Filter):
-    """A press on a catalog menu that another group member opened (see callbacks: `by`)."""
+class ForSomeoneElse(Filter):
+    """A press on a button that was shown to another member (see `handlers.callbacks`)."""
 
     async def __call__(self, query: CallbackQuery) -> bool:
-        for kind in (CategoriesPage, ServicesPage, SearchStart, ServicePick):
-            try:
-                pressed = kind.unpack(query.data or "")
-            except (TypeError, ValueError):
-                continue
-            return pressed.by not in (0, query.from_user.id)
+        member = member_of(query.data)
+        return member is not None and member != query.from_user.id
+
+
+class OrderingButton(Filter):
+    """A button of the ordering flow (menus, forms, summaries, order cards)."""
+
+    async def __call__(self, query: CallbackQuery) -> bool:
+        return (query.data or "").split(":", 1)[0] in ORDERING_BUTTONS
+
+
+class PressedOn(Filter):
+    """The message a pressed button is on, given to the handler as `message` (a message too
+    old for Telegram to show us fails the filter; see `handlers.common`)."""
+
+    async def __call__(self, query: CallbackQuery) -> bool | dict[str, Any]:
+        if isinstance(query.message, Message):
+            return {"message": query.message}
         return False
 
 

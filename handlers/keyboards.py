@@ -1,4 +1,7 @@
-"""Inline keyboards of the conversation: catalog pages, form steps, confirmation, orders."""
+"""Inline keyboards: catalog pages, form steps, confirmation, orders, and the admins' buttons.
+
+Every keyboard shown to a member carries them in `by` (see `handlers.callbacks`).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,29 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import notices
 from bot.catalog import Category, Page
 from bot.forms import DELAY_CHOICES, Field
+from bot.notices import Translate
+from bot.notify import Keyboard
 from bot.panel.models import OrderStatus, Service, is_terminal_order_status
 from handlers.callbacks import (
+    Approval,
     CategoriesPage,
     DraftAction,
+    DraftStep,
     FormAction,
+    FormStep,
+    MarkFailed,
+    MarkPlaced,
     OrderAction,
     OrdersPage,
+    OrderStep,
     SearchStart,
     ServicePick,
     ServicesPage,
 )
-from handlers.texts import order_ident, service_line, state_label
+from handlers.texts import service_line
 from storage.models import Order, SubmissionState
 
 MAX_BUTTON_TEXT = 60
@@ -43,7 +55,13 @@ def _pager(
         builder.row(*row)
 
 
-def categories(page: Page[Category], keys: Sequence[str], by: int = 0) -> InlineKeyboardMarkup:
+def _form_button(text: str, action: FormStep, by: int, value: int = 0) -> InlineKeyboardButton:
+    return InlineKeyboardButton(
+        text=text, callback_data=FormAction(action=action, value=value, by=by).pack()
+    )
+
+
+def categories(page: Page[Category], keys: Sequence[str], by: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for category, key in zip(page.items, keys, strict=True):
         builder.row(
@@ -61,7 +79,7 @@ def categories(page: Page[Category], keys: Sequence[str], by: int = 0) -> Inline
     )
     builder.row(
         InlineKeyboardButton(text=_("🔎 Search"), callback_data=SearchStart(by=by).pack()),
-        InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=FormAction(action="cancel").pack()),
+        _form_button(_("✖️ Cancel"), FormStep.CANCEL, by),
     )
     return builder.as_markup()
 
@@ -71,8 +89,7 @@ def services(
     category_key: str,
     currency: str,
     *,
-    by: int = 0,
-    back_to_categories: bool = True,
+    by: int,
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in page.items:
@@ -89,16 +106,17 @@ def services(
         ServicesPage(category=category_key, page=max(page.page - 1, 0), by=by).pack(),
         ServicesPage(category=category_key, page=page.page + 1, by=by).pack(),
     )
-    if back_to_categories:
-        builder.row(
-            InlineKeyboardButton(
-                text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
-            )
-        )
+    builder.row(_to_categories(by))
     return builder.as_markup()
 
 
-def search_results(found: Sequence[Service], currency: str, by: int = 0) -> InlineKeyboardMarkup:
+def _to_categories(by: int) -> InlineKeyboardButton:
+    return InlineKeyboardButton(
+        text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
+    )
+
+
+def search_results(found: Sequence[Service], currency: str, by: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in found:
         builder.row(
@@ -107,131 +125,144 @@ def search_results(found: Sequence[Service], currency: str, by: int = 0) -> Inli
                 callback_data=ServicePick(service=service.id, by=by).pack(),
             )
         )
-    builder.row(
-        InlineKeyboardButton(
-            text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
-        )
-    )
+    builder.row(_to_categories(by))
     return builder.as_markup()
 
 
-def search_cancel(by: int = 0) -> InlineKeyboardMarkup:
+def search_cancel(by: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
-                ),
-                InlineKeyboardButton(
-                    text=_("✖️ Cancel"), callback_data=FormAction(action="cancel").pack()
-                ),
-            ]
-        ]
+        inline_keyboard=[[_to_categories(by), _form_button(_("✖️ Cancel"), FormStep.CANCEL, by)]]
     )
 
 
-def form_step(field: Field, *, can_go_back: bool = True) -> InlineKeyboardMarkup:
+def form_step(field: Field, by: int) -> InlineKeyboardMarkup:
     """Buttons of one step: its choices (Yes/Skip, delays), then Back and Cancel."""
     builder = InlineKeyboardBuilder()
     if field.name == "dripfeed":
         builder.row(
-            InlineKeyboardButton(text=_("Yes"), callback_data=FormAction(action="yes").pack()),
-            InlineKeyboardButton(text=_("Skip"), callback_data=FormAction(action="skip").pack()),
+            _form_button(_("Yes"), FormStep.YES, by), _form_button(_("Skip"), FormStep.SKIP, by)
         )
     elif field.name == "delay":
-        builder.row(
-            *[
-                InlineKeyboardButton(
-                    text=str(minutes),
-                    callback_data=FormAction(action="delay", value=minutes).pack(),
-                )
-                for minutes in DELAY_CHOICES
-            ],
-            width=4,
-        )
+        delays = [
+            _form_button(str(minutes), FormStep.DELAY, by, minutes) for minutes in DELAY_CHOICES
+        ]
+        builder.row(*delays, width=4)
     elif field.optional:
-        builder.row(
-            InlineKeyboardButton(text=_("Skip"), callback_data=FormAction(action="skip").pack())
-        )
-    navigation = [
-        InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=FormAction(action="cancel").pack())
-    ]
-    if can_go_back:
-        back = InlineKeyboardButton(
-            text=_("‹ Back"), callback_data=FormAction(action="back").pack()
-        )
-        navigation.insert(0, back)
-    builder.row(*navigation)
+        builder.row(_form_button(_("Skip"), FormStep.SKIP, by))
+    builder.row(
+        _form_button(_("‹ Back"), FormStep.BACK, by),
+        _form_button(_("✖️ Cancel"), FormStep.CANCEL, by),
+    )
     return builder.as_markup()
 
 
-def confirmation(order_id: int) -> InlineKeyboardMarkup:
+def confirmation(order_id: int, by: int) -> InlineKeyboardMarkup:
+    def draft(text: str, action: DraftStep) -> InlineKeyboardButton:
+        data = DraftAction(action=action, order=order_id, by=by)
+        return InlineKeyboardButton(text=text, callback_data=data.pack())
+
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=_("✅ Confirm"),
-                    callback_data=DraftAction(action="confirm", order=order_id).pack(),
-                ),
-                InlineKeyboardButton(
-                    text=_("✖️ Cancel"),
-                    callback_data=DraftAction(action="drop", order=order_id).pack(),
-                ),
-            ],
-            [
-                InlineKeyboardButton(
-                    text=_("‹ Back"), callback_data=FormAction(action="back").pack()
-                )
-            ],
+            [draft(_("✅ Confirm"), DraftStep.CONFIRM), draft(_("✖️ Cancel"), DraftStep.DROP)],
+            [_form_button(_("‹ Back"), FormStep.BACK, by)],
         ]
     )
 
 
-def order_list(orders: Sequence[Order], page: int, pages: int) -> InlineKeyboardMarkup:
+def order_list(orders: Sequence[Order], page: int, pages: int, by: int) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for order in orders:
-        ident = order_ident(order)
-        builder.row(
-            InlineKeyboardButton(
-                text=_short(f"{ident} · {order.service_name} · {state_label(order)}"),
-                callback_data=OrderAction(action="show", order=order.id).pack(),
-            )
-        )
+        ident = notices.order_ident(order, _)
+        label = f"{ident} · {order.service_name} · {notices.state_label(order, _)}"
+        builder.row(_action(_short(label), OrderStep.SHOW, order, by))
     _pager(
         builder,
         page > 0,
         page + 1 < pages,
-        OrdersPage(page=max(page - 1, 0)).pack(),
-        OrdersPage(page=page + 1).pack(),
+        OrdersPage(page=max(page - 1, 0), by=by).pack(),
+        OrdersPage(page=page + 1, by=by).pack(),
     )
     return builder.as_markup()
 
 
-def order_card(order: Order) -> InlineKeyboardMarkup:
+def order_card(order: Order, by: int) -> InlineKeyboardMarkup:
     """Only the actions that apply to this order now."""
     builder = InlineKeyboardBuilder()
     placed = order.state == SubmissionState.PLACED
     is_open = placed and not is_terminal_order_status(order.status)
     row = []
     if is_open:
-        row.append(_action(_("🔄 Refresh"), "refresh", order))
+        row.append(_action(_("🔄 Refresh"), OrderStep.REFRESH, order, by))
     if (
         placed
         and order.can_refill
         and order.status in (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
     ):
-        row.append(_action(_("♻️ Refill"), "refill", order))
+        row.append(_action(_("♻️ Refill"), OrderStep.REFILL, order, by))
     if row:
         builder.row(*row)
     if is_open and order.can_cancel:
-        builder.row(_action(_("🛑 Cancel order"), "cancel", order))
+        builder.row(_action(_("🛑 Cancel order"), OrderStep.CANCEL, order, by))
     builder.row(
-        InlineKeyboardButton(text=_("‹ My orders"), callback_data=OrdersPage(page=0).pack())
+        InlineKeyboardButton(text=_("‹ My orders"), callback_data=OrdersPage(page=0, by=by).pack())
     )
     return builder.as_markup()
 
 
-def _action(text: str, action: str, order: Order) -> InlineKeyboardButton:
-    return InlineKeyboardButton(
-        text=text, callback_data=OrderAction(action=action, order=order.id).pack()
+def _action(text: str, action: OrderStep, order: Order, by: int) -> InlineKeyboardButton:
+    data = OrderAction(action=action, order=order.id, by=by)
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+
+def fresh_start(by: int) -> InlineKeyboardMarkup:
+    """What a stale menu offers instead: a new order, or the list of orders."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("🛒 New order"), callback_data=CategoriesPage(page=0, by=by).pack()
+                ),
+                InlineKeyboardButton(
+                    text=_("📋 My orders"), callback_data=OrdersPage(page=0, by=by).pack()
+                ),
+            ]
+        ]
     )
+
+
+# --- admins -------------------------------------------------------------------------------------
+
+
+def _two(left: InlineKeyboardButton, right: InlineKeyboardButton) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[left, right]])
+
+
+def approval(order_id: int, _: Translate) -> InlineKeyboardMarkup:
+    yes = Approval(approve=True, order=order_id).pack()
+    no = Approval(approve=False, order=order_id).pack()
+    return _two(
+        InlineKeyboardButton(text=_("✅ Approve"), callback_data=yes),
+        InlineKeyboardButton(text=_("✖️ Reject"), callback_data=no),
+    )
+
+
+def reconcile(order_id: int) -> InlineKeyboardMarkup:
+    return _two(
+        InlineKeyboardButton(
+            text=_("✅ Mark placed"), callback_data=MarkPlaced(order=order_id).pack()
+        ),
+        InlineKeyboardButton(
+            text=_("✖️ Mark failed"), callback_data=MarkFailed(order=order_id).pack()
+        ),
+    )
+
+
+def as_json(markup: InlineKeyboardMarkup) -> Keyboard:
+    return markup.model_dump(mode="json", exclude_none=True)
+
+
+class NoticeKeyboards:
+    """The buttons of pushed messages (`bot.notify.NoticeButtons`), in the recipient's language."""
+
+    def approval(self, order_id: int, _: Translate) -> Keyboard:
+        return as_json(approval(order_id, _))

@@ -1,4 +1,5 @@
-"""Per-update context: one database session, the user and chat records, access and locale."""
+"""Per-update context: who wrote (access and language, from `People`), the locale, and one
+answer for every callback query."""
 
 from __future__ import annotations
 
@@ -6,92 +7,72 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import Chat, TelegramObject, User
+from aiogram.dispatcher.flags import get_flag
+from aiogram.types import CallbackQuery, Chat, TelegramObject, User
+from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 from aiogram.utils.i18n import I18nMiddleware
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.access import decide_access
-from bot.config import Settings
-from bot.i18n import language_of
-from storage import people
+from bot.people import ChatSeen, People, Sender
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
-class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update and commits it when the handler succeeded."""
+class VisitorMiddleware(BaseMiddleware):
+    """Tells `People` who wrote and puts its decision in the handler data: `access` (None for
+    updates without a person) and `language`."""
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = session_factory
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with self._sessions() as session:
-            data["session"] = session
-            result = await handler(event, data)
-            await session.commit()
-            return result
-
-
-class AccessMiddleware(BaseMiddleware):
-    """Records who wrote (clearing a "blocked" mark) and decides what they may do.
-
-    A chat or user written a moment ago is not written again (see `people.RecentlySeen`).
-    """
-
-    def __init__(self, settings: Settings, recent: people.RecentlySeen) -> None:
-        self._settings = settings
-        self._recent = recent
+    def __init__(self, people: People) -> None:
+        self._people = people
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         chat: Chat | None = data.get("event_chat")
-        session: AsyncSession = data["session"]
-        wrote = False
-        if chat is not None:
-            wrote |= await self._remember_chat(session, chat)
-        person: people.Person | None = None
+        sender = None
         if user is not None and not user.is_bot:
-            person, written = await self._remember_user(session, user)
-            wrote |= written
-        if wrote:
-            # Release SQLite's write lock now: the handler's services write in their own sessions.
-            await session.commit()
-        if person is None or user is None:
-            data["access"] = None
-            data["language"] = self._settings.default_language
-        else:
-            data["access"] = decide_access(self._settings, user.id, person.access)
-            data["language"] = person.language or language_of(
-                user.language_code, self._settings.default_language
-            )
+            sender = Sender(user.id, user.username, user.first_name, user.language_code)
+        seen = None
+        if chat is not None:
+            title = (chat.title or chat.full_name) if chat.type != "private" else None
+            seen = ChatSeen(chat.id, chat.type, title)
+        visitor = await self._people.visit(seen, sender)
+        data["access"] = visitor.access
+        data["language"] = visitor.language
         return await handler(event, data)
-
-    async def _remember_chat(self, session: AsyncSession, chat: Chat) -> bool:
-        title = chat.title or chat.full_name if chat.type != "private" else None
-        fingerprint = (chat.type, title)
-        if self._recent.chat_is_fresh(chat.id, fingerprint):
-            return False
-        await people.remember_chat(session, chat.id, chat.type, title)
-        self._recent.saw_chat(chat.id, fingerprint)
-        return True
-
-    async def _remember_user(
-        self, session: AsyncSession, user: User
-    ) -> tuple[people.Person, bool]:
-        fingerprint = (user.username, user.first_name, user.language_code)
-        known = self._recent.user(user.id, fingerprint)
-        if known is not None:
-            return known, False
-        record = await people.remember_user(
-            session, user.id, user.username, user.first_name, user.language_code
-        )
-        person = people.Person(language=record.language, access=record.access)
-        self._recent.saw_user(user.id, fingerprint, person)
-        return person, True
 
 
 class LanguageMiddleware(I18nMiddleware):
-    """aiogram's i18n context, with the language the AccessMiddleware chose."""
+    """aiogram's i18n context, with the language `People` chose."""
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         return str(data.get("language") or self.i18n.default_locale)
+
+
+class AnswerCallbacks(CallbackAnswerMiddleware):
+    """aiogram's one answer per callback query, with two differences: a text given in the
+    handler's flags may be a lazy translation (rendered in the presser's language), and a
+    handler that fails leaves the answer to the error handlers, which explain the failure."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if not isinstance(event, CallbackQuery):
+            return await handler(event, data)
+        answer = self.construct_callback_answer(properties=get_flag(data, "callback_answer"))
+        if answer.text is not None:
+            answer = _rendered(answer)
+        data["callback_answer"] = answer
+        if not answer.disabled and answer.answered:
+            await self.answer(event, answer)
+        result = await handler(event, data)
+        if not answer.disabled and not answer.answered:
+            await self.answer(event, answer)
+        return result
+
+
+def _rendered(answer: CallbackAnswer) -> CallbackAnswer:
+    return CallbackAnswer(
+        answered=answer.answered,
+        disabled=answer.disabled,
+        text=str(answer.text),
+        show_alert=answer.show_alert,
+        url=answer.url,
+        cache_time=answer.cache_time,
+    )

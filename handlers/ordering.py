@@ -3,44 +3,43 @@
 from __future__ import annotations
 
 from html import escape
-from typing import Any, Final
+from typing import Any
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, ExceptionTypeFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Chat, ErrorEvent, Message, User
+from aiogram.types import CallbackQuery, ErrorEvent, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy.ext.asyncio import AsyncSession
+from aiogram.utils.i18n import lazy_gettext as __
 
+from bot import notices
 from bot.access import Access
 from bot.catalog import Catalog, CatalogSnapshot
 from bot.config import Settings
 from bot.forms import DELAY_CHOICES, Field, FormError, next_field, steps_for, validate_field
-from bot.money import format_money
 from bot.ordering import Ordering, Outcome, Placement
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
 from handlers import keyboards, texts
-from handlers.approvals import approval_keyboard, approval_request
 from handlers.callbacks import (
     CategoriesPage,
     DraftAction,
+    DraftStep,
     FormAction,
+    FormStep,
     SearchStart,
     ServicePick,
     ServicesPage,
 )
-from handlers.filters import MayOrder, MenuButton, OthersMenu
-from handlers.notices import tell_admins
-from handlers.screens import ask, drop_buttons, replace
+from handlers.filters import MayOrder, MenuButton, PressedOn
+from handlers.screens import ask, drop_buttons, member, replace
 from handlers.states import OrderForm
 
-router: Final[Router] = Router(name=__name__)
-router.message.filter(MayOrder())
-router.callback_query.filter(MayOrder())
-
 SEARCH_LIMIT = 20
+# Confirm calls the panel: answer the press at once, so no spinner runs through `add`.
+PLACING = {"callback_answer": {"pre": True, "text": __("Placing your order…")}}
 
 
 class CatalogUnavailable(Exception):
@@ -54,7 +53,6 @@ async def _snapshot(catalog: Catalog) -> CatalogSnapshot:
         raise CatalogUnavailable from error
 
 
-@router.error(ExceptionTypeFilter(CatalogUnavailable))
 async def catalog_unavailable(event: ErrorEvent) -> None:
     """Any step that needs the catalog while the panel cannot give it: say so, keep the step."""
     text = _("The service list is not available right now. Please try again in a minute.")
@@ -72,29 +70,9 @@ async def catalog_unavailable(event: ErrorEvent) -> None:
 # --- browsing the catalog ----------------------------------------------------------------
 
 
-def _opener(chat: Chat, user: User | None) -> int:
-    """Whose menu it is: in groups the member who opened it; 0 (anyone) in a private chat."""
-    return user.id if user is not None and chat.type != "private" else 0
-
-
-@router.callback_query(~F.message.func(lambda message: isinstance(message, Message)))
-async def message_too_old(query: CallbackQuery) -> None:
-    """Telegram no longer shows us the pressed message (it is too old to edit)."""
-    await query.answer(
-        _("This message is too old to use. Send /order to start again."), show_alert=True
-    )
-
-
-@router.callback_query(OthersMenu())
-async def not_your_menu(query: CallbackQuery) -> None:
-    await query.answer(
-        _("This menu belongs to someone else. Send /order to open your own."), show_alert=True
-    )
-
-
 async def _categories_screen(
     catalog: Catalog, settings: Settings, page: int, by: int
-) -> tuple[str, Any]:
+) -> tuple[str, InlineKeyboardMarkup | None]:
     snapshot = await _snapshot(catalog)
     categories = snapshot.categories_page(page, settings.page_size)
     if not categories.items:
@@ -108,18 +86,34 @@ async def _categories_screen(
     return text, keyboards.categories(categories, keys, by)
 
 
-@router.message(Command("order"))
-@router.message(MenuButton("order"))
+async def _services_screen(
+    snapshot: CatalogSnapshot,
+    ordering: Ordering,
+    settings: Settings,
+    category_key: str,
+    page: int,
+    by: int,
+) -> tuple[str, InlineKeyboardMarkup]:
+    category = snapshot.category_by_key(category_key)
+    name = category.name if category is not None else ""
+    services = snapshot.services_page(category_key, page, settings.page_size)
+    text = _("<b>{category}</b>\nChoose a service:").format(category=escape(name))
+    if services.pages > 1:
+        text += " " + _("(page {page} of {pages})").format(
+            page=services.page + 1, pages=services.pages
+        )
+    currency = await ordering.currency()
+    return text, keyboards.services(services, category_key, currency, by=by)
+
+
 async def start_order(
     message: Message, state: FSMContext, catalog: Catalog, settings: Settings
 ) -> None:
     await state.clear()  # /order leaves any flow and starts over
-    by = _opener(message.chat, message.from_user)
-    text, markup = await _categories_screen(catalog, settings, 0, by)
+    text, markup = await _categories_screen(catalog, settings, 0, member(message))
     await message.answer(text, reply_markup=markup)
 
 
-@router.callback_query(CategoriesPage.filter())
 async def categories_page(
     query: CallbackQuery,
     callback_data: CategoriesPage,
@@ -127,7 +121,6 @@ async def categories_page(
     catalog: Catalog,
     settings: Settings,
 ) -> None:
-    await query.answer()
     await state.clear()
     text, markup = await _categories_screen(
         catalog, settings, callback_data.page, callback_data.by
@@ -135,57 +128,54 @@ async def categories_page(
     await replace(query, text, markup)
 
 
-@router.callback_query(ServicesPage.filter())
 async def services_page(
     query: CallbackQuery,
     callback_data: ServicesPage,
+    callback_answer: CallbackAnswer,
     state: FSMContext,
     catalog: Catalog,
     ordering: Ordering,
     settings: Settings,
 ) -> None:
     snapshot = await _snapshot(catalog)
-    category = snapshot.category_by_key(callback_data.category)
-    if category is None:
-        await query.answer(_("This category is no longer available."), show_alert=True)
+    if snapshot.category_by_key(callback_data.category) is None:
+        callback_answer.text = _("This category is no longer available.")
+        callback_answer.show_alert = True
         text, markup = await _categories_screen(catalog, settings, 0, callback_data.by)
         await replace(query, text, markup)
         return
-    await query.answer()
     await state.clear()
-    page = snapshot.services_page(category.key, callback_data.page, settings.page_size)
-    text = _("<b>{category}</b>\nChoose a service:").format(category=escape(category.name))
-    if page.pages > 1:
-        text += " " + _("(page {page} of {pages})").format(page=page.page + 1, pages=page.pages)
-    currency = await ordering.currency()
-    markup = keyboards.services(page, category.key, currency, by=callback_data.by)
+    text, markup = await _services_screen(
+        snapshot,
+        ordering,
+        settings,
+        callback_data.category,
+        callback_data.page,
+        query.from_user.id,
+    )
     await replace(query, text, markup)
 
 
-@router.callback_query(SearchStart.filter())
 async def start_search(
-    query: CallbackQuery, callback_data: SearchStart, state: FSMContext
+    query: CallbackQuery, callback_data: SearchStart, message: Message, state: FSMContext
 ) -> None:
-    await query.answer()
     await state.set_state(OrderForm.searching)
-    assert isinstance(query.message, Message)
     await ask(
-        query.message,
+        message,
         query.from_user,
         _("Send a word or two to search for, like “instagram followers”."),
         keyboards.search_cancel(callback_data.by),
     )
 
 
-@router.message(OrderForm.searching, F.text, ~F.text.startswith("/"))
 async def search(message: Message, catalog: Catalog, ordering: Ordering) -> None:
     snapshot = await _snapshot(catalog)
-    by = _opener(message.chat, message.from_user)
-    query = (message.text or "").strip()[:100]
-    found = snapshot.search(query, limit=SEARCH_LIMIT)
+    by = member(message)
+    words = (message.text or "").strip()[:100]
+    found = snapshot.search(words, limit=SEARCH_LIMIT)
     if not found:
         await message.answer(
-            _("Nothing found for “{query}”. Try other words.").format(query=escape(query)),
+            _("Nothing found for “{query}”. Try other words.").format(query=escape(words)),
             reply_markup=keyboards.search_cancel(by),
         )
         return
@@ -196,7 +186,6 @@ async def search(message: Message, catalog: Catalog, ordering: Ordering) -> None
     )
 
 
-@router.message(OrderForm.searching, ~F.text)
 async def search_needs_text(message: Message) -> None:
     await message.answer(_("Please send the words to search for as text."))
 
@@ -204,10 +193,11 @@ async def search_needs_text(message: Message) -> None:
 # --- the form ----------------------------------------------------------------------------
 
 
-@router.callback_query(ServicePick.filter())
 async def pick_service(
     query: CallbackQuery,
     callback_data: ServicePick,
+    callback_answer: CallbackAnswer,
+    message: Message,
     state: FSMContext,
     catalog: Catalog,
     ordering: Ordering,
@@ -216,25 +206,27 @@ async def pick_service(
     # The button carries the service id; a service the panel dropped is never swapped for another.
     service = snapshot.service(callback_data.service)
     if service is None:
-        await query.answer(_("This service is no longer available."), show_alert=True)
+        callback_answer.text = _("This service is no longer available.")
+        callback_answer.show_alert = True
         return
-    await query.answer()
     await state.set_state(OrderForm.answering)
     await state.set_data({"service": service.id, "answers": {}})
     card = texts.service_card(service, await ordering.currency())
-    field = next_field(service, {})
-    assert field is not None  # every type asks at least one thing
-    assert isinstance(query.message, Message)
-    if query.message.chat.type == "private":
-        await replace(
-            query,
-            f"{card}\n\n{texts.prompt(field.name, service)}",
-            keyboards.form_step(field),
-        )
+    field = _first_field(service)
+    steps = keyboards.form_step(field, callback_data.by)
+    if message.chat.type == "private":
+        await replace(query, f"{card}\n\n{texts.prompt(field.name, service)}", steps)
     else:
         await replace(query, card)
-        await ask(query.message, query.from_user, texts.prompt(field.name, service), None)
-        await query.message.answer("⬇️", reply_markup=keyboards.form_step(field))
+        await ask(message, query.from_user, texts.prompt(field.name, service), None)
+        await message.answer("⬇️", reply_markup=steps)
+
+
+def _first_field(service: Service) -> Field:
+    field = next_field(service, {})
+    if field is None:  # every type in bot.forms asks at least one thing
+        raise LookupError(f"service type {service.type!r} asks nothing")
+    return field
 
 
 async def _form(state: FSMContext, catalog: Catalog) -> tuple[Service | None, dict[str, Any]]:
@@ -248,7 +240,6 @@ async def _service_gone(target: Message, state: FSMContext) -> None:
     await target.answer(_("This service is no longer available. Send /order to choose again."))
 
 
-@router.message(OrderForm.answering, F.text, ~F.text.startswith("/"))
 async def answer_step(
     message: Message, state: FSMContext, catalog: Catalog, ordering: Ordering
 ) -> None:
@@ -264,13 +255,12 @@ async def answer_step(
         value = validate_field(field.name, message.text or "", service, answers)
     except FormError as error:
         text = texts.form_error(error) + "\n\n" + texts.prompt(field.name, service)
-        await message.reply(text, reply_markup=keyboards.form_step(field))
+        await message.reply(text, reply_markup=keyboards.form_step(field, member(message)))
         return
     answers[field.name] = value
     await _advance(message, state, ordering, service, answers)
 
 
-@router.message(OrderForm.answering, ~F.text)
 async def answer_needs_text(message: Message) -> None:
     await message.answer(_("Please answer with text, or use the buttons."))
 
@@ -282,19 +272,30 @@ async def _show(origin: Origin, text: str, markup: Any, *, typed: bool) -> None:
     """Show the next screen. A button in a private chat edits its own message in place;
     anything else gets a new message (a ForceReply question in groups when `typed`)."""
     if isinstance(origin, CallbackQuery):
+        if not isinstance(origin.message, Message):  # PressedOn let only these through
+            return
         message = origin.message
-        assert isinstance(message, Message)
         if message.chat.type == "private":
             await replace(origin, text, markup)
             return
         await drop_buttons(origin)
-        user: User | None = origin.from_user
     else:
-        message, user = origin, origin.from_user
+        message = origin
     if typed:
-        await ask(message, user, text, markup)
+        await ask(message, origin.from_user, text, markup)
     else:
         await message.answer(text, reply_markup=markup)
+
+
+def _chat_of(origin: Origin) -> int:
+    if isinstance(origin, CallbackQuery):
+        # PressedOn let only presses on a message through; its chat is the chat.
+        return origin.message.chat.id if origin.message is not None else origin.from_user.id
+    return origin.chat.id
+
+
+def _member_of(origin: Origin) -> int:
+    return origin.from_user.id if isinstance(origin, CallbackQuery) else member(origin)
 
 
 async def _advance(
@@ -311,7 +312,7 @@ async def _advance(
         return
     await state.set_state(OrderForm.answering)
     await state.update_data(answers=answers, order=None)
-    markup = keyboards.form_step(field)
+    markup = keyboards.form_step(field, _member_of(origin))
     await _show(origin, texts.prompt(field.name, service), markup, typed=True)
 
 
@@ -322,37 +323,32 @@ async def _show_summary(
     service: Service,
     answers: dict[str, Any],
 ) -> None:
-    message = origin.message if isinstance(origin, CallbackQuery) else origin
-    assert isinstance(message, Message)
-    user_id = origin.from_user.id if origin.from_user else message.chat.id
-    draft = await ordering.create_draft(message.chat.id, user_id, service, answers)
+    by = _member_of(origin)
+    draft = await ordering.create_draft(_chat_of(origin), by, service, answers)
     await state.set_state(OrderForm.confirming)
     await state.update_data(answers=answers, order=draft.id)
     summary = texts.summary(draft, service, answers)
-    await _show(origin, summary, keyboards.confirmation(draft.id), typed=False)
+    await _show(origin, summary, keyboards.confirmation(draft.id, by), typed=False)
 
 
-@router.callback_query(OrderForm.answering, FormAction.filter(F.action.in_({"skip", "yes"})))
-@router.callback_query(OrderForm.answering, FormAction.filter(F.action == "delay"))
 async def choose_in_step(
     query: CallbackQuery,
     callback_data: FormAction,
+    callback_answer: CallbackAnswer,
+    message: Message,
     state: FSMContext,
     catalog: Catalog,
     ordering: Ordering,
 ) -> None:
     service, answers = await _form(state, catalog)
-    assert isinstance(query.message, Message)
     if service is None:
-        await query.answer()
-        await _service_gone(query.message, state)
+        await _service_gone(message, state)
         return
     field = next_field(service, answers)
     value = _button_answer(field, callback_data)
     if field is None or value is _NO_ANSWER:
-        await query.answer(_("This button is no longer active."))
+        callback_answer.text = _("This button is no longer active.")
         return
-    await query.answer()
     answers[field.name] = value
     await _advance(query, state, ordering, service, answers)
 
@@ -364,56 +360,54 @@ def _button_answer(field: Field | None, pressed: FormAction) -> object:
     """The answer a button gives to the current step, or _NO_ANSWER if it is not for it."""
     if field is None:
         return _NO_ANSWER
-    if pressed.action == "skip" and field.optional:
+    if pressed.action == FormStep.SKIP and field.optional:
         return None
-    if pressed.action == "yes" and field.name == "dripfeed":
+    if pressed.action == FormStep.YES and field.name == "dripfeed":
         return True
-    if pressed.action == "delay" and field.name == "delay" and pressed.value in DELAY_CHOICES:
+    if (
+        pressed.action == FormStep.DELAY
+        and field.name == "delay"
+        and pressed.value in DELAY_CHOICES
+    ):
         return pressed.value
     return _NO_ANSWER
 
 
-@router.callback_query(OrderForm.answering, FormAction.filter(F.action == "back"))
-@router.callback_query(OrderForm.confirming, FormAction.filter(F.action == "back"))
 async def step_back(
     query: CallbackQuery,
+    message: Message,
     state: FSMContext,
     catalog: Catalog,
     ordering: Ordering,
     settings: Settings,
 ) -> None:
-    await query.answer()
     data = await state.get_data()
     if await state.get_state() == OrderForm.confirming and data.get("order"):
-        assert query.message is not None
-        await ordering.drop_draft(query.message.chat.id, query.from_user.id, int(data["order"]))
+        await ordering.drop_draft(message.chat.id, query.from_user.id, int(data["order"]))
     service, answers = await _form(state, catalog)
-    assert isinstance(query.message, Message)
     if service is None:
-        await _service_gone(query.message, state)
+        await _service_gone(message, state)
         return
     answered = [field.name for field in steps_for(service) if field.name in answers]
     if not answered:
         await state.clear()
         snapshot = await _snapshot(catalog)
         key = snapshot.category_key(service.category)
-        page = snapshot.services_page(key, 0, settings.page_size)
-        text = _("<b>{category}</b>\nChoose a service:").format(category=escape(service.category))
-        assert query.message is not None
-        by = _opener(query.message.chat, query.from_user)
-        markup = keyboards.services(page, key, await ordering.currency(), by=by)
+        text, markup = await _services_screen(
+            snapshot, ordering, settings, key, 0, query.from_user.id
+        )
         await replace(query, text, markup)
         return
     answers.pop(answered[-1])
     await _advance(query, state, ordering, service, answers)
 
 
-@router.callback_query(FormAction.filter(F.action == "cancel"))
-async def cancel_form(query: CallbackQuery, state: FSMContext, ordering: Ordering) -> None:
-    await query.answer()
+async def cancel_form(
+    query: CallbackQuery, message: Message, state: FSMContext, ordering: Ordering
+) -> None:
     data = await state.get_data()
-    if data.get("order") and query.message is not None:
-        await ordering.drop_draft(query.message.chat.id, query.from_user.id, int(data["order"]))
+    if data.get("order"):
+        await ordering.drop_draft(message.chat.id, query.from_user.id, int(data["order"]))
     await state.clear()
     await replace(query, _("Order cancelled. Send /order to start again."))
 
@@ -421,58 +415,53 @@ async def cancel_form(query: CallbackQuery, state: FSMContext, ordering: Orderin
 # --- confirmation ------------------------------------------------------------------------
 
 
-@router.callback_query(DraftAction.filter(F.action == "drop"))
 async def drop_draft(
-    query: CallbackQuery, callback_data: DraftAction, state: FSMContext, ordering: Ordering
+    query: CallbackQuery,
+    callback_data: DraftAction,
+    message: Message,
+    state: FSMContext,
+    ordering: Ordering,
 ) -> None:
-    await query.answer()
-    assert query.message is not None
-    if await ordering.drop_draft(query.message.chat.id, query.from_user.id, callback_data.order):
+    if await ordering.drop_draft(message.chat.id, query.from_user.id, callback_data.order):
         await state.clear()
         await replace(query, _("Order cancelled. Send /order to start again."))
     else:
         await drop_buttons(query)
 
 
-@router.callback_query(DraftAction.filter(F.action == "confirm"))
 async def confirm_draft(
     query: CallbackQuery,
     callback_data: DraftAction,
+    message: Message,
     state: FSMContext,
     ordering: Ordering,
     access: Access,
-    session: AsyncSession,
-    settings: Settings,
 ) -> None:
-    # Answer at once: `add` may take seconds, and Telegram shows a spinner until we answer.
-    await query.answer(_("Placing your order…"))
-    assert query.message is not None
+    """Place the order; the admins' messages it calls for are written by `Ordering` with it."""
     placement = await ordering.confirm(
-        query.message.chat.id, query.from_user.id, callback_data.order, is_admin=access.is_admin
+        message.chat.id, query.from_user.id, callback_data.order, is_admin=access.is_admin
     )
     if placement.outcome in (Outcome.TAKEN, Outcome.GONE):
         await drop_buttons(query)
         return
     if placement.outcome != Outcome.UNAVAILABLE:
         await state.clear()
-    # Admin notices are queued and committed first, so a failed screen edit cannot lose them.
-    await _tell_admins_about(placement, session, settings, query.from_user)
-    await session.commit()
-    await replace(query, *_placement_screen(placement))
+    await replace(query, *_placement_screen(placement, query.from_user.id))
 
 
-def _placement_screen(placement: Placement) -> tuple[str, Any]:
+def _placement_screen(placement: Placement, by: int) -> tuple[str, Any]:
     order = placement.order
-    assert order is not None
+    if order is None:  # only TAKEN and GONE come without an order, and they show no screen
+        return _("This order is not available."), None
     if placement.outcome == Outcome.PLACED:
-        return texts.placed_text(order), None
+        return notices.placed_text(order, _), None
     if placement.outcome == Outcome.AWAITING_APPROVAL:
         return _(
             "This order needs an admin's approval before it is placed (it is over a spending "
             "limit). I will tell you what they decide."
         ), None
     if placement.outcome == Outcome.UNKNOWN:
-        return texts.unknown_outcome_text(), None
+        return notices.unknown_outcome_text(_), None
     if placement.outcome == Outcome.CHANGED:
         return _(
             "This service changed on the panel since this summary was shown (its price or "
@@ -484,39 +473,39 @@ def _placement_screen(placement: Placement) -> tuple[str, Any]:
                 "The panel is not answering right now, and nothing was ordered. "
                 "Press Confirm again in a minute."
             ),
-            keyboards.confirmation(order.id),
+            keyboards.confirmation(order.id, by),
         )
-    return texts.panel_refusal(placement.error), None
+    return notices.panel_refusal(placement.error, _), None
 
 
-async def _tell_admins_about(
-    placement: Placement, session: AsyncSession, settings: Settings, user: User
-) -> None:
-    order = placement.order
-    if order is None:
-        return
-    if placement.outcome == Outcome.AWAITING_APPROVAL:
-        await tell_admins(
-            session, settings, lambda: approval_request(order, user), approval_keyboard(order.id)
-        )
-    elif placement.outcome == Outcome.UNKNOWN:
-        await tell_admins(
-            session,
-            settings,
-            lambda: _(
-                "⚠️ Order ref. {ref} ({service}) may or may not have been placed: the "
-                "panel did not answer. Check the panel and settle it with /unknown."
-            ).format(ref=order.id, service=escape(order.service_name)),
-        )
-    elif (
-        placement.outcome == Outcome.FAILED
-        and texts.NOT_ENOUGH_FUNDS in (placement.error or "").casefold()
-    ):
-        await tell_admins(
-            session,
-            settings,
-            lambda: _(
-                "💸 An order of {price} was refused: not enough funds on the panel. "
-                "Top up the balance."
-            ).format(price=format_money(order.price, order.currency)),
-        )
+def create_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(MayOrder())
+    router.callback_query.filter(MayOrder(), PressedOn())
+    router.errors.register(catalog_unavailable, ExceptionTypeFilter(CatalogUnavailable))
+
+    router.message.register(start_order, Command("order"))
+    router.message.register(start_order, MenuButton("order"))
+    router.callback_query.register(categories_page, CategoriesPage.filter())
+    router.callback_query.register(services_page, ServicesPage.filter())
+    router.callback_query.register(start_search, SearchStart.filter())
+    router.message.register(search, OrderForm.searching, F.text, ~F.text.startswith("/"))
+    router.message.register(search_needs_text, OrderForm.searching, ~F.text)
+
+    router.callback_query.register(pick_service, ServicePick.filter())
+    router.message.register(answer_step, OrderForm.answering, F.text, ~F.text.startswith("/"))
+    router.message.register(answer_needs_text, OrderForm.answering, ~F.text)
+    choices = {FormStep.SKIP, FormStep.YES, FormStep.DELAY}
+    router.callback_query.register(
+        choose_in_step, OrderForm.answering, FormAction.filter(F.action.in_(choices))
+    )
+    back = FormAction.filter(F.action == FormStep.BACK)
+    router.callback_query.register(step_back, OrderForm.answering, back)
+    router.callback_query.register(step_back, OrderForm.confirming, back)
+    router.callback_query.register(cancel_form, FormAction.filter(F.action == FormStep.CANCEL))
+
+    router.callback_query.register(drop_draft, DraftAction.filter(F.action == DraftStep.DROP))
+    router.callback_query.register(
+        confirm_draft, DraftAction.filter(F.action == DraftStep.CONFIRM), flags=PLACING
+    )
+    return router

@@ -13,6 +13,11 @@ from aiogram.types import (
 )
 
 
+def member(message: Message) -> int:
+    """Whom a reply to `message` serves: its sender (the chat itself for anonymous posts)."""
+    return message.from_user.id if message.from_user is not None else message.chat.id
+
+
 def _same(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> bool:
     current = message.html_text if message.text else ""
     return current == text and message.reply_markup == markup

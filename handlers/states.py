@@ -9,3 +9,7 @@ class OrderForm(StatesGroup):
     searching = State()  # waiting for a search query
     answering = State()  # one step of the service's form; the step is in the FSM data
     confirming = State()  # the summary with Confirm / Cancel is shown
+
+
+class Reconcile(StatesGroup):
+    panel_order_id = State()  # waiting for the panel's id of an "unknown" order

@@ -8,41 +8,12 @@ from typing import Any
 
 from aiogram.utils.i18n import gettext as _
 
+from bot import notices
 from bot.forms import FormError, bounds_for, price_basis
 from bot.money import format_money
-from bot.notices import order_status_label, refill_status_label
+from bot.notices import refill_status_label
 from bot.panel.models import Service
 from storage.models import Order, Refill, SubmissionState
-
-# Known panel refusals get a sentence of our own; anything else is quoted.
-NOT_ENOUGH_FUNDS = "not enough funds"
-# Summaries and cards show long answers shortened, so a message stays within Telegram's 4096
-# characters whatever was typed (the order itself keeps them whole).
-SHOWN_ITEM = 100
-SHOWN_LINK = 300
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def status_label(status: str | None) -> str:
-    """The panel's order status in the reader's language (the same words as pushed updates)."""
-    return "—" if status is None else order_status_label(status, _)
-
-
-def state_label(order: Order) -> str:
-    """What a customer should read about an order, whatever stage it is at."""
-    if order.state == SubmissionState.PLACED:
-        return status_label(order.status)
-    labels = {
-        SubmissionState.AWAITING_APPROVAL: _("Waiting for approval"),
-        SubmissionState.SUBMITTING: _("Being placed"),
-        SubmissionState.FAILED: _("Not placed"),
-        SubmissionState.UNKNOWN: _("Not confirmed"),
-        SubmissionState.REJECTED: _("Rejected"),
-    }
-    return labels.get(SubmissionState(order.state), escape(order.state))
 
 
 def service_line(service: Service, currency: str) -> str:
@@ -144,57 +115,6 @@ def form_error(error: FormError) -> str:
         return text
 
 
-def _answer_lines(order: Order) -> list[str]:
-    lines: list[str] = []
-    fields: Mapping[str, Any] = order.fields or {}
-    labels = {
-        "comments": _("Comments"),
-        "usernames": _("Usernames"),
-        "hashtags": _("Hashtags"),
-        "keywords": _("Keywords"),
-        "groups": _("Groups"),
-        "hashtag": _("Hashtag"),
-        "username": _("Username"),
-        "media": _("Media"),
-        "answer_number": _("Answer number"),
-        "min": _("Minimum"),
-        "max": _("Maximum"),
-        "posts": _("New posts"),
-        "old_posts": _("Old posts"),
-        "delay": _("Delay (minutes)"),
-        "expiry": _("Expiry"),
-    }
-    for name, label in labels.items():
-        value = fields.get(name)
-        if value is None:
-            continue
-        text = str(value)
-        if "\n" in text:
-            items = text.split("\n")
-            shown = "\n".join(f"  • {escape(_clip(item, SHOWN_ITEM))}" for item in items[:10])
-            more = _("  … and {count} more").format(count=len(items) - 10)
-            lines.append(f"{label}:\n{shown}" + (f"\n{more}" if len(items) > 10 else ""))
-        else:
-            lines.append(f"{label}: {escape(_clip(text, SHOWN_LINK))}")
-    return lines
-
-
-def order_details(order: Order) -> list[str]:
-    lines = [_("Service: {name}").format(name=f"<b>{escape(order.service_name)}</b>")]
-    if order.link:
-        lines.append(_("Link: {link}").format(link=escape(_clip(order.link, SHOWN_LINK))))
-    if order.quantity is not None:
-        lines.append(_("Quantity: {quantity}").format(quantity=order.quantity))
-    if order.runs:
-        lines.append(
-            _("Drip-feed: {runs} runs, every {interval} minutes").format(
-                runs=order.runs, interval=order.interval
-            )
-        )
-    lines += _answer_lines(order)
-    return lines
-
-
 def summary(order: Order, service: Service, answers: Mapping[str, object]) -> str:
     """The confirmation: what will be ordered and what it costs."""
     price = format_money(order.price, order.currency)
@@ -205,7 +125,8 @@ def summary(order: Order, service: Service, answers: Mapping[str, object]) -> st
         price_line = _("Price: up to {price}").format(price=price)
     else:
         price_line = _("Price: {price}").format(price=price)
-    lines = [_("<b>Please check your order</b>"), "", *order_details(order), "", price_line]
+    details = notices.order_details(order, _)
+    lines = [_("<b>Please check your order</b>"), "", *details, "", price_line]
     return "\n".join(lines)
 
 
@@ -215,9 +136,10 @@ def order_card(order: Order, refills: list[Refill]) -> str:
         if order.panel_order_id is not None
         else _("<b>Order (not confirmed, ref. {ref})</b>").format(ref=order.id)
     )
-    lines = [head, *order_details(order)]
-    lines.append(_("Status: {status}").format(status=f"<b>{state_label(order)}</b>"))
-    lines.append(_("Price: {price}").format(price=format_money(order.price, order.currency)))
+    lines = [head, *notices.order_details(order, _)]
+    status = notices.state_label(order, _)
+    lines.append(_("Status: {status}").format(status=f"<b>{status}</b>"))
+    lines.append(notices.price_line(order, _))
     if order.charge is not None:
         lines.append(
             _("Charge: {charge}").format(charge=format_money(order.charge, order.currency))
@@ -227,7 +149,7 @@ def order_card(order: Order, refills: list[Refill]) -> str:
     if order.remains is not None:
         lines.append(_("Remains: {remains}").format(remains=order.remains))
     if order.state == SubmissionState.UNKNOWN:
-        lines += ["", unknown_outcome_text()]
+        lines += ["", notices.unknown_outcome_text(_)]
     if order.state == SubmissionState.FAILED and order.error:
         lines.append(_("Reason: {reason}").format(reason=escape(order.error)))
     for refill in refills:
@@ -237,43 +159,3 @@ def order_card(order: Order, refills: list[Refill]) -> str:
             )
         )
     return "\n".join(lines)
-
-
-def order_ident(order: Order) -> str:
-    """How a customer names an order: the panel's id, or our reference before it has one."""
-    if order.panel_order_id is not None:
-        return f"#{order.panel_order_id}"
-    return _("ref. {number}").format(number=order.id)
-
-
-def unknown_outcome_text() -> str:
-    return _(
-        "⚠️ The panel did not confirm this order. It may or may not have been placed — "
-        "<b>do not order it again</b>; the admins will check and tell you."
-    )
-
-
-def panel_refusal(message: str | None) -> str:
-    """A panel error in plain words: a sentence for known ones, the panel's words otherwise."""
-    if message and NOT_ENOUGH_FUNDS in message.casefold():
-        return _(
-            "The order was not placed: the panel account does not have enough funds. "
-            "The admins have been told."
-        )
-    if message and "incorrect link" in message.casefold():
-        return _("The panel did not accept the link. Check it and order again.")
-    return _("The panel refused the order: “{message}”").format(
-        message=escape(message or _("no reason given"))
-    )
-
-
-def placed_text(order: Order) -> str:
-    return "\n".join(
-        [
-            _("✅ Order placed! Order ID: <b>{id}</b>").format(id=order.panel_order_id),
-            *order_details(order),
-            _("Price: {price}").format(price=format_money(order.price, order.currency)),
-            "",
-            _("I will tell you when its status changes. /orders shows all your orders."),
-        ]
-    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -97,6 +98,43 @@ async def orders_in_state(
     return result.scalars().all()
 
 
+async def count_in_state(session: AsyncSession, state: str) -> int:
+    statement = select(func.count()).select_from(Order).where(Order.state == str(state))
+    return int(await session.scalar(statement) or 0)
+
+
+async def count_by_state(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Order.state, func.count()).group_by(Order.state))
+    return {str(state): int(count) for state, count in rows}
+
+
+async def count_placed_by_status(session: AsyncSession) -> dict[str, int]:
+    """Placed orders by the panel's status; "" for those not checked yet."""
+    rows = await session.execute(
+        select(Order.status, func.count())
+        .where(Order.state == str(SubmissionState.PLACED))
+        .group_by(Order.status)
+    )
+    return {str(status or ""): int(count) for status, count in rows}
+
+
+async def placed_since(
+    session: AsyncSession, since: datetime
+) -> list[tuple[datetime, Decimal, str]]:
+    """(placed_at, price, currency) of the orders placed since `since`."""
+    rows = await session.execute(
+        select(Order.placed_at, Order.price, Order.currency).where(
+            Order.state == str(SubmissionState.PLACED), Order.placed_at >= since
+        )
+    )
+    return [(placed_at, price, currency) for placed_at, price, currency in rows if placed_at]
+
+
+async def order_with_panel_id(session: AsyncSession, panel_order_id: int) -> int | None:
+    """The local id of the order recorded with this panel id, if any."""
+    return await session.scalar(select(Order.id).where(Order.panel_order_id == panel_order_id))
+
+
 async def add_refill(
     session: AsyncSession, order_id: int, panel_refill_id: int, next_poll_at: datetime
 ) -> Refill:
@@ -129,7 +167,9 @@ async def poll_soon(session: AsyncSession, order_id: int) -> None:
     )
 
 
-async def interrupted_submissions(session: AsyncSession, started_before: datetime) -> list[int]:
+async def mark_interrupted_submissions_unknown(
+    session: AsyncSession, started_before: datetime
+) -> list[int]:
     """Orders left in `submitting` by a process that died during `add`: now `unknown`.
 
     The request may have reached the panel, so they are never sent again; an admin settles them

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
 from storage.models import Chat, User
 from storage.upsert import upsert
-
-MAX_REMEMBERED = 100_000
 
 
 async def remember_chat(
@@ -104,69 +97,3 @@ async def mark_chat_blocked(session: AsyncSession, chat_id: int) -> None:
 
 async def set_chat_notify(session: AsyncSession, chat_id: int, notify: bool) -> None:
     await session.execute(update(Chat).where(Chat.id == chat_id).values(notify=notify))
-
-
-async def notify_chat_ids(session: AsyncSession) -> Sequence[int]:
-    """Groups an admin subscribed with /notify_here (and that did not block the bot)."""
-    result = await session.execute(
-        select(Chat.id).where(Chat.notify.is_(True), Chat.blocked.is_(False))
-    )
-    return result.scalars().all()
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """What an update needs to know about its sender: their language and stored access."""
-
-    language: str | None
-    access: bool | None
-
-
-class RecentlySeen:
-    """Chats and users written in the last `ttl` seconds, so their next update writes nothing.
-
-    Without it every update paid two upserts and a read before its handler ran. Whatever
-    changes a cached fact in this process forgets it (`forget_user` after /language, /allow,
-    /deny; `forget_chat` when the outbox marks a chat blocked), so the next update writes again.
-    Another instance sharing the database sees such a change within `ttl`.
-    """
-
-    def __init__(self, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._chats: dict[int, tuple[float, tuple[object, ...]]] = {}
-        self._users: dict[int, tuple[float, tuple[object, ...], Person]] = {}
-
-    def chat_is_fresh(self, chat_id: int, fingerprint: tuple[object, ...]) -> bool:
-        entry = self._chats.get(chat_id)
-        return entry is not None and entry[0] > self._clock() and entry[1] == fingerprint
-
-    def user(self, user_id: int, fingerprint: tuple[object, ...]) -> Person | None:
-        entry = self._users.get(user_id)
-        if entry is None or entry[0] <= self._clock() or entry[1] != fingerprint:
-            return None
-        return entry[2]
-
-    def saw_chat(self, chat_id: int, fingerprint: tuple[object, ...]) -> None:
-        self._trim(self._chats)
-        self._chats[chat_id] = (self._clock() + self._ttl, fingerprint)
-
-    def saw_user(self, user_id: int, fingerprint: tuple[object, ...], person: Person) -> None:
-        self._trim(self._users)
-        self._users[user_id] = (self._clock() + self._ttl, fingerprint, person)
-
-    def forget_chat(self, chat_id: int) -> None:
-        self._chats.pop(chat_id, None)
-
-    def forget_user(self, user_id: int) -> None:
-        self._users.pop(user_id, None)
-
-    def _trim(self, entries: dict[int, Any]) -> None:
-        """Keep memory bounded: drop expired entries when full, or all of them if none is."""
-        if len(entries) < MAX_REMEMBERED:
-            return
-        now = self._clock()
-        for key in [key for key, entry in entries.items() if entry[0] <= now]:
-            del entries[key]
-        if len(entries) >= MAX_REMEMBERED:
-            entries.clear()

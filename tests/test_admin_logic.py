@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import admin
-from bot.admin import Reconciliation
+from bot.admin import Reconciliation, Settlement, Stats
 from bot.config import Settings
 from bot.i18n import create_i18n
+from bot.ids import MAX_ID, parse_id
 from bot.panel.errors import PanelUnavailable
 from bot.panel.models import Balance
 from storage import orders, outbox, people
@@ -73,8 +74,7 @@ async def test_spending_is_summed_exactly_by_when_orders_were_placed(sessions: S
         await add_order(session, state=SubmissionState.UNKNOWN, price="7")
         await add_order(session, state=SubmissionState.UNKNOWN, price="8")
 
-    async with sessions() as session:
-        stats = await admin.collect_stats(session, NOW)
+    stats = await Stats(sessions, FakePanel("0"), settings()).collect(NOW)  # type: ignore[arg-type]
 
     assert stats.spent_today == {"USD": Decimal("0.30001")}
     assert stats.spent_week == {"USD": Decimal("1.55001"), "EUR": Decimal("2.5")}
@@ -87,8 +87,7 @@ async def test_spending_is_summed_exactly_by_when_orders_were_placed(sessions: S
 
 
 async def test_stats_of_an_empty_bot(sessions: Sessions) -> None:
-    async with sessions() as session:
-        stats = await admin.collect_stats(session, NOW)
+    stats = await Stats(sessions, FakePanel("0"), settings()).collect(NOW)  # type: ignore[arg-type]
     assert stats.by_state == {} and stats.spent_month == {} and stats.awaiting_reconciliation == 0
 
 
@@ -107,23 +106,25 @@ async def test_stats_of_an_empty_bot(sessions: Sessions) -> None:
         ("", None),
         (None, None),
         (str(2**63), None),
+        (str(MAX_ID - 1), MAX_ID - 1),
+        (str(MAX_ID), None),
+        ("9" * 5000, None),
     ],
 )
-def test_a_panel_order_id_is_a_positive_whole_number(
-    typed: str | None, expected: int | None
-) -> None:
-    assert admin.parse_panel_order_id(typed) == expected
+def test_an_id_is_a_positive_whole_number(typed: str | None, expected: int | None) -> None:
+    assert parse_id(typed) == expected
+
+
+def reconciliation(sessions: Sessions) -> Reconciliation:
+    return Reconciliation(sessions, settings(), I18N)
 
 
 async def test_marking_an_unknown_order_placed_starts_polling_it(sessions: Sessions) -> None:
     async with sessions.begin() as session:
         order_id = (await add_order(session, state=SubmissionState.UNKNOWN)).id
 
-    async with sessions.begin() as session:
-        outcome = await admin.mark_placed(
-            session, order_id, 23501, admin_id=1, i18n=I18N, default_language="en"
-        )
-    assert outcome is Reconciliation.DONE
+    outcome = await reconciliation(sessions).mark_placed(order_id, 23501, admin_id=1)
+    assert outcome is Settlement.DONE
 
     async with sessions() as session:
         order = await orders.get_order(session, order_id)
@@ -134,11 +135,8 @@ async def test_marking_an_unknown_order_placed_starts_polling_it(sessions: Sessi
         [notice] = await outbox.pending(session)
         assert notice.chat_id == CUSTOMER and "23501" in notice.text
 
-    async with sessions.begin() as session:
-        again = await admin.mark_placed(
-            session, order_id, 23502, admin_id=1, i18n=I18N, default_language="en"
-        )
-    assert again is Reconciliation.ALREADY_SETTLED
+    again = await reconciliation(sessions).mark_placed(order_id, 23502, admin_id=1)
+    assert again is Settlement.ALREADY_SETTLED
 
 
 async def test_a_panel_order_id_cannot_be_used_twice(sessions: Sessions) -> None:
@@ -146,11 +144,8 @@ async def test_a_panel_order_id_cannot_be_used_twice(sessions: Sessions) -> None
         await add_order(session, panel_order_id=23501)
         order_id = (await add_order(session, state=SubmissionState.UNKNOWN)).id
 
-    async with sessions.begin() as session:
-        outcome = await admin.mark_placed(
-            session, order_id, 23501, admin_id=1, i18n=I18N, default_language="en"
-        )
-    assert outcome is Reconciliation.ID_IN_USE
+    outcome = await reconciliation(sessions).mark_placed(order_id, 23501, admin_id=1)
+    assert outcome is Settlement.ID_IN_USE
     async with sessions() as session:
         order = await orders.get_order(session, order_id)
         assert order is not None and order.state == SubmissionState.UNKNOWN
@@ -160,16 +155,10 @@ async def test_marking_an_unknown_order_failed_tells_its_chat(sessions: Sessions
     async with sessions.begin() as session:
         order_id = (await add_order(session, state=SubmissionState.UNKNOWN)).id
 
-    async with sessions.begin() as session:
-        outcome = await admin.mark_failed(
-            session, order_id, admin_id=1, i18n=I18N, default_language="en"
-        )
-    assert outcome is Reconciliation.DONE
-    async with sessions.begin() as session:
-        again = await admin.mark_failed(
-            session, order_id, admin_id=1, i18n=I18N, default_language="en"
-        )
-    assert again is Reconciliation.ALREADY_SETTLED
+    outcome = await reconciliation(sessions).mark_failed(order_id, admin_id=1)
+    assert outcome is Settlement.DONE
+    again = await reconciliation(sessions).mark_failed(order_id, admin_id=1)
+    assert again is Settlement.ALREADY_SETTLED
 
     async with sessions() as session:
         order = await orders.get_order(session, order_id)
@@ -181,8 +170,7 @@ async def test_only_unknown_orders_are_listed_for_reconciliation(sessions: Sessi
     async with sessions.begin() as session:
         await add_order(session)
         unknown = [(await add_order(session, state=SubmissionState.UNKNOWN)).id for _ in range(3)]
-    async with sessions() as session:
-        found, total = await admin.unknown_orders(session, limit=2)
+    found, total = await reconciliation(sessions).unknown_orders(limit=2)
     assert [order.id for order in found] == unknown[:2] and total == 3
 
 

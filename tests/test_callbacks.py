@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.callbacks import CategoriesPage, FormAction, OrderAction, ServicePick, ServicesPage
+from handlers.callbacks import (
+    CategoriesPage,
+    DraftAction,
+    DraftStep,
+    FormAction,
+    OrderAction,
+    OrderStep,
+    ServicePick,
+    ServicesPage,
+    member_of,
+)
 
 
 @pytest.mark.parametrize(
     "data",
-    ["oa:show:99999999999999999999", "oa:show:-1", "cp:-5:0", "fa:delay:-7", "sv:abc:0"],
+    [
+        "oa:show:99999999999999999999:5",
+        "oa:show:-1:5",
+        "oa:explode:1:5",
+        "cp:-5:5",
+        "fa:delay:-7:5",
+        "sv:abc:5",
+        "sv:1:0",  # a member is a real user id
+        "sv:1:-5",
+    ],
 )
 def test_crafted_values_do_not_unpack(data: str) -> None:
     kind = {"oa": OrderAction, "cp": CategoriesPage, "fa": FormAction, "sv": ServicePick}[
@@ -23,6 +42,14 @@ def test_packed_buttons_stay_under_64_bytes() -> None:
     widest = [
         ServicesPage(category="A9-VfA5Q", page=100_000, by=2**62 - 1).pack(),
         ServicePick(service=2**62 - 1, by=2**62 - 1).pack(),
-        OrderAction(action="refresh", order=2**62 - 1).pack(),
+        OrderAction(action=OrderStep.CANCEL_YES, order=2**62 - 1, by=2**62 - 1).pack(),
+        DraftAction(action=DraftStep.CONFIRM, order=2**62 - 1, by=2**62 - 1).pack(),
     ]
     assert all(len(data.encode()) <= 64 for data in widest), widest
+
+
+def test_buttons_packed_before_members_were_recorded_name_nobody() -> None:
+    """Keyboards sent before `by` existed reach the stale-button handler, never act for anyone."""
+    for old in ("fa:back:0", "dr:confirm:12", "oa:refill:7", "op:1", "cp:0:0", "sp:A9-VfA5Q:0:0"):
+        assert member_of(old) is None, old
+    assert member_of(FormAction(action="back", value=0, by=42).pack()) == 42

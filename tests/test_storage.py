@@ -10,6 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.people import Person, RecentlySeen
 from storage import orders, people
 from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
@@ -148,8 +149,8 @@ async def test_cached_fsm_storage_writes_through(database_url: str) -> None:
 
 def test_recently_seen_expires_and_forgets() -> None:
     now = [0.0]
-    recent = people.RecentlySeen(ttl=10, clock=lambda: now[0])
-    person = people.Person(language="fil", access=True)
+    recent = RecentlySeen(ttl=10, clock=lambda: now[0])
+    person = Person(language="fil", access=True)
     recent.saw_user(1, ("u", "U", "en"), person)
     assert recent.user(1, ("u", "U", "en")) == person
     assert recent.user(1, ("u", "Renamed", "en")) is None  # a changed profile is written again

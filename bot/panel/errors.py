@@ -15,6 +15,11 @@ class PanelError(Exception):
         self.action = action
 
 
+def is_out_of_funds(message: str | None) -> bool:
+    """The panel refused an order because the account's balance does not cover it."""
+    return message is not None and "not enough funds" in message.casefold()
+
+
 class PanelUnavailable(Exception):
     """No usable answer: network error, timeout, 5xx, an HTML page, invalid or unexpected JSON."""
 

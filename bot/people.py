@@ -1,0 +1,188 @@
+"""Who talks to the bot: users and chats, their access and language, group notices.
+
+`People` is the one owner of these facts: it records who wrote, decides access, and keeps its
+short-lived cache true by forgetting whatever it changes itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.access import Access, decide_access
+from bot.config import Settings
+from bot.i18n import resolve_language
+from storage import people as store
+
+MAX_REMEMBERED = 100_000
+SEEN_TTL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """The user of an update, as Telegram describes them."""
+
+    id: int
+    username: str | None
+    first_name: str | None
+    language_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSeen:
+    """The chat of an update: its id, type and (for groups) title."""
+
+    id: int
+    type: str
+    title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What an update needs to know about its sender: their language and stored access."""
+
+    language: str | None
+    access: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """The access decision and the language for one update (access is None without a user)."""
+
+    access: Access | None
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A user the bot has seen, for admins' answers ("Alex (@alex) may now order")."""
+
+    id: int
+    first_name: str | None
+    username: str | None
+
+
+class RecentlySeen:
+    """Chats and users written in the last `ttl` seconds, so their next update writes nothing.
+
+    Without it every update paid two upserts and a read before its handler ran. `People` forgets
+    whatever it changes; another instance sharing the database sees a change within `ttl`.
+    """
+
+    def __init__(self, ttl: float = SEEN_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._chats: dict[int, tuple[float, tuple[object, ...]]] = {}
+        self._users: dict[int, tuple[float, tuple[object, ...], Person]] = {}
+
+    def chat_is_fresh(self, chat_id: int, fingerprint: tuple[object, ...]) -> bool:
+        entry = self._chats.get(chat_id)
+        return entry is not None and entry[0] > self._clock() and entry[1] == fingerprint
+
+    def user(self, user_id: int, fingerprint: tuple[object, ...]) -> Person | None:
+        entry = self._users.get(user_id)
+        if entry is None or entry[0] <= self._clock() or entry[1] != fingerprint:
+            return None
+        return entry[2]
+
+    def saw_chat(self, chat_id: int, fingerprint: tuple[object, ...]) -> None:
+        self._trim(self._chats)
+        self._chats[chat_id] = (self._clock() + self._ttl, fingerprint)
+
+    def saw_user(self, user_id: int, fingerprint: tuple[object, ...], person: Person) -> None:
+        self._trim(self._users)
+        self._users[user_id] = (self._clock() + self._ttl, fingerprint, person)
+
+    def forget_chat(self, chat_id: int) -> None:
+        self._chats.pop(chat_id, None)
+
+    def forget_user(self, user_id: int) -> None:
+        self._users.pop(user_id, None)
+
+    def _trim(self, entries: dict[int, Any]) -> None:
+        """Keep memory bounded: drop expired entries when full, or all of them if none is."""
+        if len(entries) < MAX_REMEMBERED:
+            return
+        now = self._clock()
+        for key in [key for key, entry in entries.items() if entry[0] <= now]:
+            del entries[key]
+        if len(entries) >= MAX_REMEMBERED:
+            entries.clear()
+
+
+class People:
+    """Records who wrote, decides what they may do, and changes access and language."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        recent: RecentlySeen | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._recent = recent or RecentlySeen()
+
+    async def visit(self, chat: ChatSeen | None, user: Sender | None) -> Visitor:
+        """Remember the chat and the user of an update (clearing a "blocked" mark) in one
+        transaction, skipped for those written a moment ago; decide access and language."""
+        chat_fresh = chat is None or self._recent.chat_is_fresh(chat.id, _chat_print(chat))
+        person = None if user is None else self._recent.user(user.id, _user_print(user))
+        if not chat_fresh or (user is not None and person is None):
+            async with self._sessions.begin() as session:
+                if chat is not None and not chat_fresh:
+                    await store.remember_chat(session, chat.id, chat.type, chat.title)
+                if user is not None and person is None:
+                    person = await self._remember_user(session, user)
+            if chat is not None and not chat_fresh:
+                self._recent.saw_chat(chat.id, _chat_print(chat))
+            if user is not None and person is not None:
+                self._recent.saw_user(user.id, _user_print(user), person)
+        default = self._settings.default_language
+        if user is None or person is None:
+            return Visitor(access=None, language=default)
+        return Visitor(
+            access=decide_access(self._settings, user.id, person.access),
+            language=resolve_language(person.language, user.language_code, default),
+        )
+
+    async def _remember_user(self, session: AsyncSession, user: Sender) -> Person:
+        record = await store.remember_user(
+            session, user.id, user.username, user.first_name, user.language_code
+        )
+        return Person(language=record.language, access=record.access)
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        async with self._sessions.begin() as session:
+            await store.set_user_language(session, user_id, language)
+        self._recent.forget_user(user_id)  # their next update reads the new language
+
+    async def set_access(self, user_id: int, allowed: bool) -> Known:
+        """Store /allow or /deny (a user never seen gets a row); who it is, as far as known."""
+        async with self._sessions.begin() as session:
+            await store.set_user_access(session, user_id, allowed)
+            user = await store.get_user(session, user_id)
+        self._recent.forget_user(user_id)  # their next update reads the new decision
+        if user is None:
+            return Known(user_id, None, None)
+        return Known(user_id, user.first_name, user.username)
+
+    async def set_group_notices(self, chat_id: int, notify: bool) -> None:
+        async with self._sessions.begin() as session:
+            await store.set_chat_notify(session, chat_id, notify)
+
+    def chat_blocked(self, chat_id: int) -> None:
+        """The outbox saw a 403: the chat's next update must be written (clearing the mark)."""
+        self._recent.forget_chat(chat_id)
+
+
+def _chat_print(chat: ChatSeen) -> tuple[object, ...]:
+    return (chat.type, chat.title)
+
+
+def _user_print(user: Sender) -> tuple[object, ...]:
+    return (user.username, user.first_name, user.language_code)
