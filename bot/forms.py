@@ -2,7 +2,8 @@
 
 Pure functions over a ``Service`` and the answers collected so far. Answers are JSON-friendly
 (int, str, bool, list[str], or None for a skipped optional step) because FSM storage keeps them
-as JSON. Errors are ``FormError`` codes, never sentences: the UI layer localizes them.
+as JSON. Errors are ``FormError`` codes, never sentences: the UI layer localizes them. What a
+type is, where its quantity comes from and how it is priced are ``bot.services``' rules.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from decimal import Decimal
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-from bot.money import package_price, price_of
+from bot import services
 from bot.panel.models import Service
+from bot.services import (
+    LIST_FIELDS,
+    OrderFigures,
+    PriceBasis,
+    QuantitySource,
+    ServiceType,
+    counted_field,
+    quantity_source,
+    service_type,
+)
 
 FieldName = Literal[
     "link", "quantity", "dripfeed", "runs", "interval", "comments", "usernames", "hashtags",
@@ -24,7 +35,6 @@ FieldName = Literal[
     "old_posts", "delay", "expiry",
 ]  # fmt: skip
 Answers = Mapping[str, object]
-PriceBasis = Literal["total", "up_to", "per_post"]
 
 MAX_LINK_LENGTH: Final = 2048
 MAX_LINE_LENGTH: Final = 500
@@ -41,7 +51,6 @@ _FIXED_BOUNDS: Final[Mapping[str, tuple[int, int]]] = {
     "posts": (0, 10000),
     "old_posts": (0, 10000),
 }
-LIST_FIELDS: Final = frozenset({"comments", "usernames", "hashtags", "keywords", "groups"})
 
 
 class FormError(ValueError):
@@ -87,24 +96,23 @@ _DRIPFEED = (
     Field("interval", requires="dripfeed"),
 )
 
-# Keys are type names in lower case with single spaces (see _type_key).
-_STEPS: Final[Mapping[str, tuple[Field, ...]]] = {
-    "default": (_LINK, _QUANTITY),
-    "package": (_LINK,),
-    "custom comments": (_LINK, Field("comments")),
-    "custom comments package": (_LINK, Field("comments")),
-    "mentions": (_LINK, _QUANTITY, Field("usernames")),
-    "mentions with hashtags": (_LINK, _QUANTITY, Field("usernames"), Field("hashtags")),
-    "mentions custom list": (_LINK, Field("usernames")),
-    "mentions hashtag": (_LINK, _QUANTITY, Field("hashtag")),
-    "mentions user followers": (_LINK, _QUANTITY, Field("username")),
-    "comment likes": (_LINK, _QUANTITY, Field("username")),
-    "mentions media likers": (_LINK, _QUANTITY, Field("media")),
-    "poll": (_LINK, _QUANTITY, Field("answer_number")),
-    "comment replies": (_LINK, Field("username"), Field("comments")),
-    "invites from groups": (_LINK, _QUANTITY, Field("groups")),
-    "seo": (_LINK, _QUANTITY, Field("keywords")),
-    "subscriptions": (
+_STEPS: Final[Mapping[ServiceType, tuple[Field, ...]]] = {
+    ServiceType.DEFAULT: (_LINK, _QUANTITY),
+    ServiceType.PACKAGE: (_LINK,),
+    ServiceType.CUSTOM_COMMENTS: (_LINK, Field("comments")),
+    ServiceType.CUSTOM_COMMENTS_PACKAGE: (_LINK, Field("comments")),
+    ServiceType.MENTIONS: (_LINK, _QUANTITY, Field("usernames")),
+    ServiceType.MENTIONS_WITH_HASHTAGS: (_LINK, _QUANTITY, Field("usernames"), Field("hashtags")),
+    ServiceType.MENTIONS_CUSTOM_LIST: (_LINK, Field("usernames")),
+    ServiceType.MENTIONS_HASHTAG: (_LINK, _QUANTITY, Field("hashtag")),
+    ServiceType.MENTIONS_USER_FOLLOWERS: (_LINK, _QUANTITY, Field("username")),
+    ServiceType.COMMENT_LIKES: (_LINK, _QUANTITY, Field("username")),
+    ServiceType.MENTIONS_MEDIA_LIKERS: (_LINK, _QUANTITY, Field("media")),
+    ServiceType.POLL: (_LINK, _QUANTITY, Field("answer_number")),
+    ServiceType.COMMENT_REPLIES: (_LINK, Field("username"), Field("comments")),
+    ServiceType.INVITES_FROM_GROUPS: (_LINK, _QUANTITY, Field("groups")),
+    ServiceType.SEO: (_LINK, _QUANTITY, Field("keywords")),
+    ServiceType.SUBSCRIPTIONS: (
         Field("username"),
         Field("min"),
         Field("max"),
@@ -114,30 +122,13 @@ _STEPS: Final[Mapping[str, tuple[Field, ...]]] = {
         Field("expiry", optional=True),
     ),
 }
-_PACKAGE_TYPES: Final = frozenset({"package", "custom comments package"})
-# Types without a typed quantity: the panel counts the lines of this field instead.
-_LINES_AS_QUANTITY: Final[Mapping[str, FieldName]] = {
-    "custom comments": "comments",
-    "mentions custom list": "usernames",
-    "comment replies": "comments",
-}
-_SUBSCRIPTIONS: Final = "subscriptions"
-
-
-def _type_key(service: Service) -> str:
-    return " ".join(service.type.split()).casefold()
-
-
-def is_package(service: Service) -> bool:
-    """A package costs its rate, whatever is ordered."""
-    return _type_key(service) in _PACKAGE_TYPES
 
 
 def steps_for(service: Service) -> list[Field]:
     """The steps of the form in the order they are asked; unknown types ask like Default."""
-    key = _type_key(service)
-    steps = list(_STEPS.get(key, _STEPS["default"]))
-    if key == "default" and service.dripfeed:
+    kind = service_type(service)
+    steps = list(_STEPS[kind])
+    if kind is ServiceType.DEFAULT and service.dripfeed:
         steps.extend(_DRIPFEED)
     return steps
 
@@ -161,7 +152,7 @@ def bounds_for(name: str, service: Service) -> tuple[int, int] | None:
 
 
 def _line_bounds(name: str, service: Service) -> tuple[int, int]:
-    if _LINES_AS_QUANTITY.get(_type_key(service)) == name:
+    if counted_field(service) == name:
         return max(service.min, 1), service.max
     return 1, MAX_LIST_LINES
 
@@ -467,10 +458,9 @@ def _chosen_runs(answers: Answers) -> int | None:
 def order_quantity(service: Service, answers: Answers) -> int | None:
     """The quantity ordered: the lines of a list type, the typed one otherwise; None for a
     package or a subscription (they have none)."""
-    key = _type_key(service)
-    if key in _PACKAGE_TYPES or key == _SUBSCRIPTIONS:
+    if quantity_source(service) is QuantitySource.ABSENT:
         return None
-    if (field := _LINES_AS_QUANTITY.get(key)) is not None:
+    if (field := counted_field(service)) is not None:
         lines = answers.get(field)
         if not isinstance(lines, Sequence) or isinstance(lines, str):
             raise ValueError(f"the form has no list answer {field!r}")
@@ -478,38 +468,25 @@ def order_quantity(service: Service, answers: Answers) -> int | None:
     return _required_int(answers, "quantity")
 
 
+def order_figures(service: Service, answers: Answers) -> OrderFigures:
+    """The numbers of a complete form that its price depends on."""
+    return OrderFigures(
+        quantity=order_quantity(service, answers),
+        runs=_chosen_runs(answers),
+        max=_answer_int(answers, "max"),
+        posts=_answer_int(answers, "posts"),
+        old_posts=_answer_int(answers, "old_posts"),
+    )
+
+
 def order_price(service: Service, answers: Answers) -> Decimal:
-    """Exact price: the rate for a package, else rate × quantity / 1000 (× runs for drip-feed).
-
-    A subscription is charged per post, up to ``max`` each: its price is the most it can cost,
-    for all its posts or for each one (see ``price_basis``).
-    """
-    if is_package(service):
-        return package_price(service.rate)
-    if _type_key(service) == _SUBSCRIPTIONS:
-        per_post = price_of(service.rate, _required_int(answers, "max"))
-        posts = _subscription_posts(answers)
-        return per_post if posts is None else per_post * posts
-    quantity = order_quantity(service, answers)
-    assert quantity is not None  # only packages and subscriptions have none
-    return price_of(service.rate, quantity, _chosen_runs(answers))
-
-
-def _subscription_posts(answers: Answers) -> int | None:
-    """New posts plus old posts, or None when the number of new posts is open-ended
-    (skipped, or 0)."""
-    posts = _answer_int(answers, "posts")
-    if not posts:
-        return None
-    return posts + (_answer_int(answers, "old_posts") or 0)
+    """Exact price of a complete form, by the one rule of ``bot.services.order_price``."""
+    return services.order_price(service, order_figures(service, answers))
 
 
 def price_basis(service: Service, answers: Answers) -> PriceBasis:
-    """How to read ``order_price``: "total"; "up_to" (a subscription with a number of posts:
-    at most that in all); "per_post" (an open-ended subscription: at most that per post)."""
-    if _type_key(service) != _SUBSCRIPTIONS:
-        return "total"
-    return "per_post" if _subscription_posts(answers) is None else "up_to"
+    """How to read ``order_price``: see ``bot.services.price_basis``."""
+    return services.price_basis(service, _answer_int(answers, "posts"))
 
 
 def add_arguments(service: Service, answers: Answers) -> dict[str, object]:

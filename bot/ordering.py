@@ -40,6 +40,7 @@ from bot.panel.models import (
     is_terminal_order_status,
 )
 from bot.poller import record_status
+from bot.services import is_open_ended
 from storage import orders as order_store
 from storage import people as people_store
 from storage.db import utcnow
@@ -542,8 +543,7 @@ _OUTCOME_OF_STATE = {
 
 def _open_ended(order: Order) -> bool:
     """A subscription without a number of posts: its price is per post, with no total."""
-    fields = order.fields or {}
-    return order.service_type.casefold() == "subscriptions" and not fields.get("posts")
+    return is_open_ended(order.service_type, (order.fields or {}).get("posts"))
 
 
 def _is_open(order: Order) -> bool:

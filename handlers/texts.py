@@ -13,13 +13,14 @@ from bot.forms import FormError, bounds_for, price_basis
 from bot.money import format_money
 from bot.notices import refill_status_label
 from bot.panel.models import Service
+from bot.services import is_package
 from storage.models import Order, Refill, SubmissionState
 
 
 def service_line(service: Service, currency: str) -> str:
     """A service button: name, price per 1000 (or per package) and min–max."""
     price = format_money(service.rate, currency)
-    if service.type.casefold().endswith("package"):
+    if is_package(service):
         return _("{name} · {price}").format(name=service.name, price=price)
     return _("{name} · {price}/1000 · {min}–{max}").format(
         name=service.name, price=price, min=service.min, max=service.max
@@ -33,7 +34,7 @@ def service_card(service: Service, currency: str) -> str:
         _("Category: {category}").format(category=escape(service.category)),
         _("Type: {type}").format(type=escape(service.type)),
     ]
-    if service.type.casefold().endswith("package"):
+    if is_package(service):
         lines.append(_("Price: {price}").format(price=format_money(service.rate, currency)))
     else:
         lines.append(

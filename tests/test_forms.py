@@ -125,7 +125,8 @@ def test_drip_feed_steps_only_for_default_services_that_allow_it() -> None:
     assert steps["dripfeed"].optional
     assert steps["runs"].requires == steps["interval"].requires == "dripfeed"
     assert "dripfeed" not in names(make_service("Mentions", dripfeed=True))
-    assert "dripfeed" not in names(make_service("Brand New Type", dripfeed=True))
+    # An unknown type is a Default service, drip-feed included (bot.services).
+    assert names(make_service("Brand New Type", dripfeed=True)) == names(drip)
 
 
 def test_optional_steps_are_marked() -> None:

@@ -215,14 +215,6 @@ def test_malformed_services_are_skipped_but_all_malformed_is_an_error() -> None:
     assert read_services([]) == []
 
 
-def test_service_price() -> None:
-    service = Service.model_validate(_service(rate="0.90"))
-    assert service.price(1000) == Decimal("0.90")
-    assert service.price(1500, runs=3) == Decimal("4.05")
-    package = Service.model_validate(_service(type="Package", rate="2.50", min=1, max=1))
-    assert package.price(1, runs=1) == Decimal("2.50")
-
-
 @pytest.mark.parametrize(
     ("wire", "start_count", "remains", "charge"),
     [

@@ -24,8 +24,6 @@ T = TypeVar("T")
 MISSING_FROM_ANSWER = "missing from answer"
 INVALID_ITEM = "invalid item in answer"
 
-PACKAGE_TYPES = frozenset({"Package", "Custom Comments Package"})
-
 
 class AnswerShapeError(ValueError):
     """The answer is JSON, but not the shape this action answers."""
@@ -213,17 +211,6 @@ class Service(_Model):
     cancel: Flag = False
     dripfeed: Flag = False
     desc: OptText = Field(default=None, validation_alias=AliasChoices("desc", "description"))
-
-    @property
-    def is_package(self) -> bool:
-        """A package costs its rate, whatever the quantity."""
-        return self.type in PACKAGE_TYPES
-
-    def price(self, quantity: int, runs: int = 1) -> Decimal:
-        """Exact cost: rate × quantity / 1000 × runs, or the rate for a package."""
-        if self.is_package:
-            return self.rate
-        return self.rate * quantity * max(runs, 1) / 1000
 
 
 class OrderStatusResult(_Model):

@@ -29,6 +29,14 @@ from bot.panel.models import (
     Service,
     read_services,
 )
+from bot.services import (
+    OrderFigures,
+    counted_field,
+    is_package,
+    is_subscription,
+    order_price,
+    service_type,
+)
 
 CENTS5 = Decimal("0.00001")
 MAX_IDS = 100
@@ -204,23 +212,23 @@ class _Refusal(Exception):
 @dataclass(frozen=True)
 class _TypeRule:
     needs: tuple[str, ...]
-    count_lines_of: str | None = None  # the list field whose lines are the quantity
 
 
+# The fields `add` requires, by type; looked up through ``bot.services.service_type``.
 TYPE_RULES: dict[str, _TypeRule] = {
     "Default": _TypeRule(("link", "quantity")),
     "Package": _TypeRule(("link",)),
-    "Custom Comments": _TypeRule(("link", "comments"), "comments"),
+    "Custom Comments": _TypeRule(("link", "comments")),
     "Custom Comments Package": _TypeRule(("link", "comments")),
     "Mentions": _TypeRule(("link", "quantity", "usernames")),
     "Mentions with Hashtags": _TypeRule(("link", "quantity", "usernames", "hashtags")),
-    "Mentions Custom List": _TypeRule(("link", "usernames"), "usernames"),
+    "Mentions Custom List": _TypeRule(("link", "usernames")),
     "Mentions Hashtag": _TypeRule(("link", "quantity", "hashtag")),
     "Mentions User Followers": _TypeRule(("link", "quantity", "username")),
     "Comment Likes": _TypeRule(("link", "quantity", "username")),
     "Mentions Media Likers": _TypeRule(("link", "quantity", "media")),
     "Poll": _TypeRule(("link", "quantity", "answer_number")),
-    "Comment Replies": _TypeRule(("link", "username", "comments"), "comments"),
+    "Comment Replies": _TypeRule(("link", "username", "comments")),
     "Invites from Groups": _TypeRule(("link", "quantity", "groups")),
     "SEO": _TypeRule(("link", "quantity", "keywords")),
     "Subscriptions": _TypeRule(("username", "min", "max", "delay")),
@@ -439,34 +447,35 @@ class SandboxPanel:
         service = self._services.get(_int_or_none(params.get("service")) or 0)
         if service is None:
             raise _Refusal("Incorrect service ID")
-        rule = TYPE_RULES.get(service.type, TYPE_RULES["Default"])
+        rule = TYPE_RULES[service_type(service)]
         for name in rule.needs:
             if not params.get(name, "").strip():
                 raise _Refusal(MISSING_FIELD_ERRORS[name])
         if "link" in rule.needs and not LINK_RE.match(params["link"].strip()):
             raise _Refusal("Incorrect link")
-        if service.type == "Subscriptions":
-            quantity, runs = self._check_subscription(service, params), 1
+        if is_subscription(service):
+            quantity, figures = self._check_subscription(service, params)
         else:
-            quantity, runs = self._check_quantity(service, rule, params)
-        charge = service.price(quantity, runs).quantize(CENTS5, rounding=ROUND_HALF_UP)
+            quantity, figures = self._check_quantity(service, params)
+        charge = order_price(service, figures).quantize(CENTS5, rounding=ROUND_HALF_UP)
         if charge > self._balance:
             raise _Refusal("Not enough funds on balance")
+        runs = figures.runs or 1
         return {"order": self._place(service, params, quantity, runs, charge).id}
 
     def _check_quantity(
-        self, service: Service, rule: _TypeRule, params: Mapping[str, str]
-    ) -> tuple[int, int]:
-        if service.is_package:
-            return 1, 1
-        if rule.count_lines_of is not None:
-            quantity = len(_lines(params[rule.count_lines_of]))
+        self, service: Service, params: Mapping[str, str]
+    ) -> tuple[int, OrderFigures]:
+        if is_package(service):
+            return 1, OrderFigures()
+        if (counted := counted_field(service)) is not None:
+            quantity = len(_lines(params[counted]))
         elif (given := _int_or_none(params.get("quantity"))) is not None:
             quantity = given
         else:
             raise _Refusal("Incorrect quantity")
         self._check_range(service, quantity)
-        return quantity, self._check_runs(service, params)
+        return quantity, OrderFigures(quantity=quantity, runs=self._check_runs(service, params))
 
     @staticmethod
     def _check_range(service: Service, quantity: int) -> None:
@@ -488,14 +497,16 @@ class SandboxPanel:
             raise _Refusal("Incorrect interval")
         return runs
 
-    def _check_subscription(self, service: Service, params: Mapping[str, str]) -> int:
+    def _check_subscription(
+        self, service: Service, params: Mapping[str, str]
+    ) -> tuple[int, OrderFigures]:
         low, high = _int_or_none(params["min"]), _int_or_none(params["max"])
         if low is None or high is None or low > high:
             raise _Refusal("Incorrect min/max")
         self._check_range(service, low)
         self._check_range(service, high)
-        posts = _int_or_none(params.get("posts", "1") or "1")
-        if posts is None or posts < 1:
+        posts = _int_or_none(params.get("posts", "0") or "0")  # none or 0: open-ended
+        if posts is None or posts < 0:
             raise _Refusal("Incorrect posts")
         old_posts = _int_or_none(params.get("old_posts", "0") or "0")
         if old_posts is None or old_posts < 0:
@@ -504,8 +515,10 @@ class SandboxPanel:
             raise _Refusal("Incorrect delay")
         if params.get("expiry", "").strip() and not _future_date(params["expiry"]):
             raise _Refusal("Incorrect expiry date")
-        # Charged up front for the largest quantity on every post; a simplification.
-        return high * posts
+        # Charged up front for the largest quantity on every covered post (on one post when
+        # open-ended); a simplification.
+        figures = OrderFigures(max=high, posts=posts, old_posts=old_posts)
+        return high * (figures.covered_posts or 1), figures
 
     def _place(
         self, service: Service, params: Mapping[str, str], quantity: int, runs: int,
@@ -517,7 +530,7 @@ class SandboxPanel:
             self.partial_every > 0
             and count % self.partial_every == 0
             and quantity >= 2
-            and not service.is_package
+            and not is_package(service)
         )
         order = SandboxOrder(
             id=order_id,
@@ -649,7 +662,7 @@ class SandboxPanel:
             self._finish(order)
         elif elapsed >= stage:
             # Subscriptions report "Active" like real panels: a status the client must keep.
-            running = "Active" if order.service.type == "Subscriptions" else None
+            running = "Active" if is_subscription(order.service) else None
             order.status = running or OrderStatus.IN_PROGRESS
             order.start_count = self._start_count(order)
             done = int(order.quantity * (elapsed - stage) / stage) if stage else order.quantity
