@@ -33,7 +33,7 @@ from bot.panel.models import (
     Service,
     is_terminal_order_status,
 )
-from bot.poller import record_status
+from bot.status import record_status
 from storage import orders as order_store
 from storage.db import utcnow
 from storage.models import Order, Refill, SubmissionState

@@ -33,7 +33,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from bot.poller import Poller, process_owner_id
+from bot.leases import process_owner_id
+from bot.poller import Poller
 from storage import outbox, people
 from storage.db import utcnow
 from storage.outbox import QueuedMessage
