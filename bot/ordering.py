@@ -377,6 +377,8 @@ class Ordering:
     async def _store_status(
         self, session: AsyncSession, order: Order, result: OrderStatusResult
     ) -> None:
+        if self._i18n is None:
+            raise RuntimeError("Ordering needs i18n to announce a refreshed status")
         await record_status(
             session, self._settings, order, result, i18n=self._i18n, announce_owner=False
         )

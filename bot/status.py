@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -93,20 +92,13 @@ def is_missing_refill(error: str | None) -> bool:
     return "refill not found" in text or "incorrect refill id" in text
 
 
-@functools.cache
-def _default_i18n(default_language: str) -> Translations:
-    from bot.i18n import create_i18n
-
-    return create_i18n(default_language)
-
-
 async def record_status(
     session: AsyncSession,
     settings: Settings,
     order: Order,
     answer: OrderStatusResult,
     *,
-    i18n: Translations | None = None,
+    i18n: Translations,
     announce_owner: bool = True,
 ) -> bool:
     """Store one order's status answer obtained outside the poller (the owner's refresh).
@@ -132,6 +124,6 @@ async def record_status(
     change = change_of(due, update) if stored else None
     if change is None:
         return False
-    announcer = StatusAnnouncer(settings, i18n or _default_i18n(settings.default_language))
+    announcer = StatusAnnouncer(settings, i18n)
     await announcer.orders(session, [change], include_owner=announce_owner)
     return True
