@@ -29,9 +29,11 @@ from bot.catalog import Catalog
 from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.ordering import Ordering
+from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
 from bot.panel.sandbox import SandboxPanel
 from bot.people import People
+from bot.poller import Poller
 from handlers import get_routers
 from handlers.common import command_menu
 from handlers.keyboards import NoticeKeyboards
@@ -175,9 +177,23 @@ def create_dispatcher(services: Services) -> Dispatcher:
     return dispatcher
 
 
-async def _on_startup(bot: Bot, services: Services) -> None:
-    from bot.outbox import background_jobs
+def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
+    """The poller and the outbox sender, wired so that new status messages wake the sender."""
+    sender = OutboxSender(
+        bot, services.sessions, services.settings, on_blocked=services.people.chat_blocked
+    )
+    poller = Poller(
+        settings=services.settings,
+        sessions=services.sessions,
+        panel=services.panel,
+        i18n=services.i18n,
+        owner=sender.owner,
+        on_enqueued=sender.notify,
+    )
+    return [poller.run_forever, sender.run_forever]
 
+
+async def _on_startup(bot: Bot, services: Services) -> None:
     await set_commands(bot, services.i18n)
     services.jobs = background_jobs(services, bot)
     services.start_background()

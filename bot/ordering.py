@@ -39,8 +39,8 @@ from bot.panel.models import (
     Service,
     is_terminal_order_status,
 )
-from bot.poller import record_status
 from bot.services import is_open_ended
+from bot.status import record_status
 from storage import orders as order_store
 from storage import people as people_store
 from storage.db import utcnow

@@ -1,4 +1,4 @@
-"""Durable, rate-limited delivery of the outbox to Telegram (DESIGN, data flow step 4).
+"""Durable, rate-limited delivery of the outbox to Telegram.
 
 The only module of `bot/` that talks to Telegram. Limits: a global token bucket in memory, and
 per-chat pacing as data (`chats.next_send_at`), so several instances share it and a slow chat
@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiogram import Bot
@@ -33,13 +33,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from bot.poller import Poller, process_owner_id
+from bot.leases import process_owner_id
 from storage import outbox, people
 from storage.db import utcnow
 from storage.outbox import QueuedMessage
-
-if TYPE_CHECKING:
-    from bot.app import BackgroundJob, Services
 
 log = logging.getLogger(__name__)
 
@@ -310,19 +307,3 @@ class OutboxSender:
 
     def _wake_in(self, seconds: float) -> None:
         heapq.heappush(self._wake_times, asyncio.get_running_loop().time() + seconds)
-
-
-def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
-    """The poller and the outbox sender, wired so that new status messages wake the sender."""
-    sender = OutboxSender(
-        bot, services.sessions, services.settings, on_blocked=services.people.chat_blocked
-    )
-    poller = Poller(
-        settings=services.settings,
-        sessions=services.sessions,
-        panel=services.panel,
-        i18n=services.i18n,
-        owner=sender.owner,
-        on_enqueued=sender.notify,
-    )
-    return [poller.run_forever, sender.run_forever]

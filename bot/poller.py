@@ -1,45 +1,41 @@
-"""Background polling of order and refill statuses (DESIGN, data flow step 3).
+"""The background job that polls due orders and refills, 100 ids per panel call.
 
-Each cycle leases the due orders in the database, asks the panel about them 100 ids per call,
-and stores every change together with the outbox rows announcing it, in one transaction. Nothing
-lives only in memory: after a crash or a restart the next cycle picks up where this one stopped.
+Each cycle also settles interrupted submissions and, now and then, checks the panel balance.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
-import os
-import secrets
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import notices
 from bot.admin import check_low_balance
+from bot.announcements import OrderChange, StatusAnnouncer
 from bot.config import Settings
+from bot.leases import process_owner_id
 from bot.notices import Translations
 from bot.panel.client import BATCH_SIZE, PanelClient
 from bot.panel.errors import PanelError, PanelUnavailable
-from bot.panel.models import (
-    OrderStatusResult,
-    RefillStatusResult,
-    is_terminal_order_status,
-    is_terminal_refill_status,
-    parse_order_status,
+from bot.panel.models import OrderStatusResult, RefillStatusResult, is_terminal_refill_status
+from bot.status import (
+    STATUS_LENGTH,
+    StatusUpdate,
+    change_of,
+    is_missing_order,
+    is_missing_refill,
+    next_poll_time,
+    plan_update,
 )
-from storage import orders, outbox, polling
+from storage import orders, polling
 from storage.db import utcnow
-from storage.models import Order
 from storage.polling import DueOrder, DueRefill
 
 log = logging.getLogger(__name__)
@@ -50,11 +46,6 @@ MIN_LEASE_SECONDS = 30.0  # …but never less than a slow panel call (retries in
 MAX_BACKOFF_FACTOR = 10
 BALANCE_CHECK_SECONDS = 60.0
 SUBMISSION_GRACE = 60.0  # seconds past the panel timeout before a stuck `submitting` is unknown
-STATUS_LENGTH = 32  # orders.status and refills.status columns
-
-ORDER_UPDATE = "order_status"
-GROUP_NOTICE = "order_notice"
-REFILL_UPDATE = "refill_status"
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -72,211 +63,6 @@ class PollReport:
     missing: int = 0
     panel_failed: bool = False
     low_balance_alert: bool = False
-
-
-# --- deciding what an answer changes ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StatusUpdate:
-    """What to write for one order: its status, the numbers that moved, whether to keep polling."""
-
-    status: str | None
-    numbers: dict[str, Any]
-    poll_active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class OrderChange:
-    """A status change that was stored, waiting to be announced."""
-
-    order: DueOrder
-    status: str
-    remains: int | None
-    charge: Decimal | None
-    currency: str
-
-
-def plan_update(order: DueOrder, answer: OrderStatusResult) -> StatusUpdate | None:
-    """What the panel's answer changes, or None when there is nothing to write."""
-    status = str(answer.status)[:STATUS_LENGTH] if answer.status is not None else order.status
-    fresh = {
-        "remains": answer.remains,
-        "start_count": answer.start_count,
-        "charge": answer.charge,
-        "currency": answer.currency,
-    }
-    # A number the panel left out changes nothing.
-    numbers = {
-        name: value
-        for name, value in fresh.items()
-        if value is not None and value != getattr(order, name)
-    }
-    active = not is_terminal_order_status(status)
-    if status == order.status and not numbers and active:
-        return None
-    return StatusUpdate(status, numbers, active)
-
-
-def change_of(order: DueOrder, update: StatusUpdate) -> OrderChange | None:
-    """The announcement an applied update calls for: only a new status is announced."""
-    if update.status is None or update.status == order.status:
-        return None
-    return OrderChange(
-        order=order,
-        status=update.status,
-        remains=update.numbers.get("remains", order.remains),
-        charge=update.numbers.get("charge", order.charge),
-        currency=update.numbers.get("currency", order.currency),
-    )
-
-
-def poll_interval_for(age: float, base: float, schedule: Sequence[tuple[float, float]]) -> float:
-    """The interval of the largest age threshold passed (`schedule` sorted by age), else `base`."""
-    interval = base
-    for threshold, aged_interval in schedule:
-        if age >= threshold:
-            interval = aged_interval
-    return interval
-
-
-def next_poll_time(settings: Settings, since: datetime | None, now: datetime) -> datetime:
-    """When to ask again about an order (or refill) created at `since`: older means later."""
-    age = (now - since).total_seconds() if since is not None else 0.0
-    interval = poll_interval_for(age, settings.poll_interval, settings.poll_aging_schedule)
-    return now + timedelta(seconds=interval)
-
-
-def is_missing_order(error: str | None) -> bool:
-    return error is not None and "incorrect order id" in error.lower()
-
-
-def is_missing_refill(error: str | None) -> bool:
-    text = (error or "").lower()
-    return "refill not found" in text or "incorrect refill id" in text
-
-
-def process_owner_id() -> str:
-    """Who holds a lease: host, pid and a random part (pids repeat across containers)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-# --- announcing ---------------------------------------------------------------------------------
-
-
-class StatusAnnouncer:
-    """Writes the outbox rows for stored changes, each in its recipient's language."""
-
-    def __init__(self, settings: Settings, i18n: Translations) -> None:
-        self._settings = settings
-        self._i18n = i18n
-        self._notify_on = {str(parse_order_status(word)) for word in settings.notify_on}
-
-    async def orders(
-        self, session: AsyncSession, changes: Sequence[OrderChange], *, include_owner: bool = True
-    ) -> int:
-        """One row for the ordering chat, plus one per subscribed chat for a NOTIFY_ON status.
-
-        Subscribed chats are NOTIFY_CHAT_IDS and the /notify_here groups, each once, never the
-        ordering chat a second time. Returns how many rows were written.
-        """
-        if not changes:
-            return 0
-        subscribers: list[int] = []
-        if any(change.status in self._notify_on for change in changes):
-            subscribers = await outbox.subscribed_chats(session, self._settings.notify_chat_ids)
-        owners = [change.order.chat_id for change in changes]
-        facts = await outbox.recipients(session, owners + subscribers)
-        written = 0
-        for change in changes:
-            owner = change.order.chat_id
-            targets = [(owner, ORDER_UPDATE)] if include_owner and not facts[owner].blocked else []
-            if change.status in self._notify_on:
-                targets += [(chat, GROUP_NOTICE) for chat in subscribers if chat != owner]
-            for chat_id, kind in targets:
-                text = notices.order_update_text(
-                    self._translate(facts[chat_id]),
-                    panel_order_id=change.order.panel_order_id,
-                    service_name=change.order.service_name,
-                    status=change.status,
-                    remains=change.remains,
-                    charge=change.charge,
-                    currency=change.currency,
-                )
-                await outbox.enqueue(session, chat_id, text, kind=kind)
-                written += 1
-        return written
-
-    async def refills(
-        self, session: AsyncSession, changed: Sequence[tuple[DueRefill, str]]
-    ) -> int:
-        """One row per refill status change, for the chat that ordered the refilled order."""
-        facts = await outbox.recipients(session, [refill.chat_id for refill, _ in changed])
-        written = 0
-        for refill, status in changed:
-            if facts[refill.chat_id].blocked:
-                continue
-            text = notices.refill_update_text(
-                self._translate(facts[refill.chat_id]),
-                panel_refill_id=refill.panel_refill_id,
-                panel_order_id=refill.panel_order_id,
-                service_name=refill.service_name,
-                status=status,
-            )
-            await outbox.enqueue(session, refill.chat_id, text, kind=REFILL_UPDATE)
-            written += 1
-        return written
-
-    def _translate(self, recipient: outbox.Recipient) -> notices.Translate:
-        language = notices.recipient_language(recipient, self._settings.default_language)
-        return notices.translator(self._i18n, language)
-
-
-@functools.cache
-def _default_i18n(default_language: str) -> Translations:
-    from bot.i18n import create_i18n
-
-    return create_i18n(default_language)
-
-
-async def record_status(
-    session: AsyncSession,
-    settings: Settings,
-    order: Order,
-    answer: OrderStatusResult,
-    *,
-    i18n: Translations | None = None,
-    announce_owner: bool = True,
-) -> bool:
-    """Store one order's status answer obtained outside the poller (the owner's refresh).
-
-    The same compare-and-set and announcements as a poll, in the caller's transaction, so a
-    completion found by a refresh still reaches the notification groups, and the poller will
-    not announce it again. True if the status changed.
-    """
-    if answer.error is not None or order.panel_order_id is None:
-        return False
-    due = DueOrder.of(order)
-    update = plan_update(due, answer)
-    if update is None:
-        return False
-    stored = await polling.record_order_status(
-        session,
-        due,
-        status=update.status,
-        next_poll_at=next_poll_time(settings, due.placed_at, utcnow()),
-        poll_active=update.poll_active,
-        **update.numbers,
-    )
-    change = change_of(due, update) if stored else None
-    if change is None:
-        return False
-    announcer = StatusAnnouncer(settings, i18n or _default_i18n(settings.default_language))
-    await announcer.orders(session, [change], include_owner=announce_owner)
-    return True
-
-
-# --- the poller ---------------------------------------------------------------------------------
 
 
 @dataclass

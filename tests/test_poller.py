@@ -25,7 +25,8 @@ from bot.panel.client import PanelClient
 from bot.panel.models import OrderStatusResult
 from bot.panel.sandbox import SandboxPanel
 from bot.playground import TelegramEmulator
-from bot.poller import Poller, poll_interval_for, record_status
+from bot.poller import Poller
+from bot.status import poll_interval_for, record_status
 from storage import kv, orders, outbox, people
 from storage.db import create_engine, create_session_factory, utcnow
 from storage.models import Order, OutboxMessage, Refill, SubmissionState

@@ -1,0 +1,129 @@
+"""Status planning: what a panel's status answer changes, and when to ask about an order again.
+
+`record_status` stores one answer obtained outside the poller, as a poll would store it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.announcements import OrderChange, StatusAnnouncer
+from bot.config import Settings
+from bot.notices import Translations
+from bot.panel.models import OrderStatusResult, is_terminal_order_status
+from storage import polling
+from storage.db import utcnow
+from storage.models import Order
+from storage.polling import DueOrder
+
+STATUS_LENGTH = 32  # orders.status and refills.status columns
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """What to write for one order: its status, the numbers that moved, whether to keep polling."""
+
+    status: str | None
+    numbers: dict[str, Any]
+    poll_active: bool
+
+
+def plan_update(order: DueOrder, answer: OrderStatusResult) -> StatusUpdate | None:
+    """What the panel's answer changes, or None when there is nothing to write."""
+    status = str(answer.status)[:STATUS_LENGTH] if answer.status is not None else order.status
+    fresh = {
+        "remains": answer.remains,
+        "start_count": answer.start_count,
+        "charge": answer.charge,
+        "currency": answer.currency,
+    }
+    # A number the panel left out changes nothing.
+    numbers = {
+        name: value
+        for name, value in fresh.items()
+        if value is not None and value != getattr(order, name)
+    }
+    active = not is_terminal_order_status(status)
+    if status == order.status and not numbers and active:
+        return None
+    return StatusUpdate(status, numbers, active)
+
+
+def change_of(order: DueOrder, update: StatusUpdate) -> OrderChange | None:
+    """The announcement an applied update calls for: only a new status is announced."""
+    if update.status is None or update.status == order.status:
+        return None
+    return OrderChange(
+        order=order,
+        status=update.status,
+        remains=update.numbers.get("remains", order.remains),
+        charge=update.numbers.get("charge", order.charge),
+        currency=update.numbers.get("currency", order.currency),
+    )
+
+
+def poll_interval_for(age: float, base: float, schedule: Sequence[tuple[float, float]]) -> float:
+    """The interval of the largest age threshold passed (`schedule` sorted by age), else `base`."""
+    interval = base
+    for threshold, aged_interval in schedule:
+        if age >= threshold:
+            interval = aged_interval
+    return interval
+
+
+def next_poll_time(settings: Settings, since: datetime | None, now: datetime) -> datetime:
+    """When to ask again about an order (or refill) created at `since`: older means later."""
+    age = (now - since).total_seconds() if since is not None else 0.0
+    interval = poll_interval_for(age, settings.poll_interval, settings.poll_aging_schedule)
+    return now + timedelta(seconds=interval)
+
+
+def is_missing_order(error: str | None) -> bool:
+    return error is not None and "incorrect order id" in error.lower()
+
+
+def is_missing_refill(error: str | None) -> bool:
+    text = (error or "").lower()
+    return "refill not found" in text or "incorrect refill id" in text
+
+
+async def record_status(
+    session: AsyncSession,
+    settings: Settings,
+    order: Order,
+    answer: OrderStatusResult,
+    *,
+    i18n: Translations,
+    announce_owner: bool = True,
+) -> bool:
+    """Store one order's status answer obtained outside the poller (the owner's refresh).
+
+    The same compare-and-set and announcements as a poll, in the caller's transaction, so a
+    completion found by a refresh still reaches the notification groups, and the poller will
+    not announce it again. True if the status changed.
+    """
+    if answer.error is not None or order.panel_order_id is None:
+        return False
+    due = DueOrder.of(order)
+    update = plan_update(due, answer)
+    if update is None:
+        return False
+    stored = await polling.record_order_status(
+        session,
+        due,
+        status=update.status,
+        next_poll_at=next_poll_time(settings, due.placed_at, utcnow()),
+        poll_active=update.poll_active,
+        **update.numbers,
+    )
+    change = change_of(due, update) if stored else None
+    if change is None:
+        return False
+    announcer = StatusAnnouncer(settings, i18n)
+    await announcer.orders(session, [change], include_owner=announce_owner)
+    return True
