@@ -44,7 +44,11 @@ from bot.status import record_status
 from storage import orders as order_store
 from storage import people as people_store
 from storage.db import utcnow
-from storage.models import Order, Refill, SubmissionState
+
+# The records the Telegram layer reads come through here, so `handlers/` never imports `storage`.
+from storage.models import Order as Order
+from storage.models import Refill as Refill
+from storage.models import SubmissionState as SubmissionState
 
 log = logging.getLogger(__name__)
 

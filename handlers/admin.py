@@ -24,6 +24,7 @@ from bot.admin import Reconciliation, Settlement, Spend, Stats, StatsReport
 from bot.config import Settings
 from bot.ids import parse_id
 from bot.money import format_money
+from bot.ordering import Order
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.people import Known, People
 from handlers import keyboards
@@ -31,7 +32,6 @@ from handlers.callbacks import MarkFailed, MarkPlaced
 from handlers.filters import IsAdmin, PressedOn
 from handlers.screens import replace
 from handlers.states import Reconcile
-from storage.models import Order
 
 PRIVATE = F.chat.type == "private"
 GROUPS = F.chat.type.in_({"group", "supergroup"})

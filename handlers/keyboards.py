@@ -16,6 +16,7 @@ from bot.catalog import Category, Page
 from bot.forms import DELAY_CHOICES, Field
 from bot.notices import Translate
 from bot.notify import Keyboard
+from bot.ordering import Order, SubmissionState
 from bot.panel.models import OrderStatus, Service, is_terminal_order_status
 from handlers.callbacks import (
     Approval,
@@ -34,7 +35,6 @@ from handlers.callbacks import (
     ServicesPage,
 )
 from handlers.texts import service_line
-from storage.models import Order, SubmissionState
 
 MAX_BUTTON_TEXT = 60
 

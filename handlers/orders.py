@@ -20,12 +20,11 @@ from bot import notices
 from bot.access import Access
 from bot.config import Settings
 from bot.ids import parse_id
-from bot.ordering import OrderActionError, Ordering
+from bot.ordering import Order, OrderActionError, Ordering
 from handlers import keyboards, texts
 from handlers.callbacks import OrderAction, OrdersPage, OrderStep
 from handlers.filters import MayOrder, MenuButton, PressedOn
 from handlers.screens import member, replace
-from storage.models import Order
 
 # The buttons that call the panel are answered at once, so no spinner runs through the call.
 REFRESHING = {"callback_answer": {"pre": True, "text": __("Checking with the panel…")}}

@@ -12,9 +12,9 @@ from bot import notices
 from bot.forms import FormError, bounds_for, price_basis
 from bot.money import format_money
 from bot.notices import refill_status_label
+from bot.ordering import Order, Refill, SubmissionState
 from bot.panel.models import Service
 from bot.services import is_package
-from storage.models import Order, Refill, SubmissionState
 
 
 def service_line(service: Service, currency: str) -> str:
