@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -163,12 +162,3 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
-
-
-def sqlite_path(database_url: str) -> Path | None:
-    """The file behind a SQLite URL (None for in-memory or other databases)."""
-    prefix = "sqlite+aiosqlite:///"
-    if not database_url.startswith(prefix):
-        return None
-    path = database_url[len(prefix) :].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None

@@ -69,12 +69,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _prepare_sqlite_file(url: str) -> None:
+def sqlite_path(database_url: str) -> Path | None:
+    """The file behind a SQLite URL (None for in-memory or other databases)."""
     prefix = "sqlite+aiosqlite:///"
-    if url.startswith(prefix):
-        path = url[len(prefix) :].split("?", 1)[0]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not database_url.startswith(prefix):
+        return None
+    path = database_url[len(prefix) :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _prepare_sqlite_file(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

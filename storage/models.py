@@ -41,7 +41,8 @@ class Base(DeclarativeBase):
 
 
 class SubmissionState(enum.StrEnum):
-    """Where an order is on its way to the panel (DESIGN, data flow step 2)."""
+    """Where an order is on its way to the panel: draft → (awaiting approval →) submitting →
+    placed, or failed / unknown (the request may have reached the panel) / rejected / canceled."""
 
     DRAFT = "draft"  # summary shown, waiting for Confirm
     AWAITING_APPROVAL = "awaiting_approval"  # over a spending limit, waiting for an admin

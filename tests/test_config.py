@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import ConfigError, load_settings, parse_poll_aging, sqlite_path
+from bot.config import ConfigError, load_settings, parse_poll_aging
+from storage.db import sqlite_path
 
 
 @pytest.fixture(autouse=True)
