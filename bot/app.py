@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -27,11 +27,13 @@ from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.ordering import Ordering
 from bot.panel.client import PanelClient
-from bot.panel.sandbox import SandboxPanel
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
 from storage.people import RecentlySeen
+
+if TYPE_CHECKING:
+    from playground.sandbox import SandboxPanel
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
@@ -95,6 +97,8 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
     engine = create_engine(settings.database_url)
     sandbox: SandboxPanel | None = None
     if settings.uses_sandbox:
+        from playground.sandbox import SandboxPanel
+
         sandbox = SandboxPanel()
         panel_url = await sandbox.start(host="127.0.0.1", port=0)
         panel_key: Any = sandbox.api_key

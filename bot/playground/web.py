@@ -24,9 +24,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.panel.sandbox import SandboxPanel
 from bot.playground.emulator import TelegramEmulator
 from bot.playground.users import UserApi
+from playground.sandbox import SandboxPanel
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = ("app.js", "style.css")
