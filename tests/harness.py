@@ -13,9 +13,9 @@ from aiogram import Bot, Dispatcher
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import Settings, load_settings
-from bot.playground.emulator import TelegramEmulator
-from bot.playground.users import ChatUser
 from playground.sandbox import SandboxPanel
+from playground.telegram.server import TelegramEmulator
+from playground.telegram.users import ChatUser
 
 TOKEN = "123456:TEST-token"
 ADMIN = 1000

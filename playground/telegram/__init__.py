@@ -1,6 +1,6 @@
 """An offline Telegram: a Bot API emulator with a scriptable user side, for tests and demos."""
 
-from bot.playground.emulator import (
+from playground.telegram.server import (
     ApiError,
     BotError,
     BotRequest,
@@ -9,7 +9,7 @@ from bot.playground.emulator import (
     TelegramEmulator,
     parse_html,
 )
-from bot.playground.users import Button, CallbackAnswer, ChatLog, ChatUser, Message
+from playground.telegram.users import Button, CallbackAnswer, ChatLog, ChatUser, Message
 
 __all__ = [
     "ApiError",

@@ -38,7 +38,7 @@ from aiogram.utils.text_decorations import html_decoration
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.playground.users import ChatLog, ChatUser, JsonDict, Message, UserApi
+from playground.telegram.users import ChatLog, ChatUser, JsonDict, Message, UserApi
 
 logger = logging.getLogger(__name__)
 
