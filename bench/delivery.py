@@ -31,7 +31,7 @@ from bot.app import create_bot
 from bot.config import Settings
 from bot.outbox import OutboxSender
 from migrations import upgrade_database
-from playground.telegram.server import RateLimits, TelegramEmulator
+from playground.telegram import RateLimits, TelegramEmulator
 from storage import outbox
 from storage.db import create_engine, create_session_factory
 

@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import ConfigError, Settings, load_settings
 from playground.sandbox import SandboxPanel
-from playground.telegram.server import TelegramEmulator
+from playground.telegram import TelegramEmulator
 from playground.web import Group, Persona, create_app
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from playground.sandbox import SandboxPanel
-from playground.telegram.server import TelegramEmulator
-from playground.telegram.users import UserApi
+from playground.telegram import TelegramEmulator, UserApi
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = ("app.js", "style.css")

@@ -14,8 +14,7 @@ from aiogram import Bot, Dispatcher
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import Settings, load_settings
 from playground.sandbox import SandboxPanel
-from playground.telegram.server import TelegramEmulator
-from playground.telegram.users import ChatUser
+from playground.telegram import ChatUser, TelegramEmulator
 
 TOKEN = "123456:TEST-token"
 ADMIN = 1000

@@ -10,7 +10,7 @@ from bot.app import create_bot, create_dispatcher, create_services
 from bot.config import load_settings
 from bot.runner import WEBHOOK_PATH, create_webhook_app
 from playground.sandbox import SandboxPanel
-from playground.telegram.server import TelegramEmulator
+from playground.telegram import TelegramEmulator
 
 TOKEN = "424242:WEBHOOK"
 

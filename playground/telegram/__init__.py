@@ -1,15 +1,18 @@
 """An offline Telegram: a Bot API emulator with a scriptable user side, for tests and demos."""
 
-from playground.telegram.server import (
-    ApiError,
-    BotError,
-    BotRequest,
-    EmulatorStats,
-    RateLimits,
-    TelegramEmulator,
-    parse_html,
+from playground.telegram.errors import ApiError
+from playground.telegram.html import parse_html, utf16_length
+from playground.telegram.limits import RateLimits
+from playground.telegram.server import TelegramEmulator
+from playground.telegram.state import BotError, BotRequest, EmulatorStats
+from playground.telegram.users import (
+    Button,
+    CallbackAnswer,
+    ChatLog,
+    ChatUser,
+    Message,
+    UserApi,
 )
-from playground.telegram.users import Button, CallbackAnswer, ChatLog, ChatUser, Message
 
 __all__ = [
     "ApiError",
@@ -23,5 +26,7 @@ __all__ = [
     "Message",
     "RateLimits",
     "TelegramEmulator",
+    "UserApi",
     "parse_html",
+    "utf16_length",
 ]

@@ -16,54 +16,57 @@ Where it is stricter than Telegram, on purpose: with `strict_html=True` (the def
 that does not start an entity is rejected (Telegram keeps it), so unescaped user text is caught
 even when it happens not to contain `<`.
 
+This module is the server and its methods; beside it: `html.py` (parse mode HTML),
+`markup.py` (reply markup), `params.py` (request parameters), `limits.py` (rate limits,
+injected faults), `state.py` (per-bot state, the request log), `errors.py` (error answers).
 The user side (typing, pressing buttons, the `/user-api/` HTTP endpoints) is in `users.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
-import json
 import logging
-import math
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-from aiogram.types import MessageEntity
-from aiogram.utils.text_decorations import html_decoration
 from aiohttp import web
-from pydantic import ValidationError
 
-from playground.telegram.users import ChatLog, ChatUser, JsonDict, Message, UserApi
+from playground.telegram.errors import (
+    GETUPDATES_CONFLICT,
+    NOT_MODIFIED,
+    QUERY_TOO_OLD,
+    ApiError,
+    JsonDict,
+    bad_request,
+    too_many_requests,
+)
+from playground.telegram.html import (
+    COMMAND,
+    command_entities,
+    entities_param,
+    parse_html,
+    render_html,
+    trim_text,
+)
+from playground.telegram.limits import Faults, RateLimiter, RateLimits
+from playground.telegram.markup import check_reply_markup, inline_part
+from playground.telegram.params import int_param, optional_int, read_params
+from playground.telegram.state import (
+    BotError,
+    BotRequest,
+    BotState,
+    CallbackQuery,
+    EmulatorStats,
+    commands_key,
+)
+from playground.telegram.users import ChatLog, ChatUser, Message, UserApi
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_LENGTH = 4096
-MAX_CALLBACK_DATA_BYTES = 64
-MAX_INLINE_BUTTONS = 100
 MAX_POLL_TIMEOUT = 50.0
-NOT_MODIFIED = (
-    "message is not modified: specified new message content and reply markup are exactly the "
-    "same as a current content and reply markup of the message"
-)
-QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
-GETUPDATES_CONFLICT = (
-    "Conflict: terminated by other getUpdates request; "
-    "make sure that only one bot instance is running"
-)
-_DEFAULT_DESCRIPTIONS = {
-    400: "Bad Request: injected fault",
-    401: "Unauthorized",
-    403: "Forbidden: bot was blocked by the user",
-    404: "Not Found",
-    409: GETUPDATES_CONFLICT,
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-}
 _CHAT_ACTIONS = frozenset(
     {
         "typing",
@@ -79,611 +82,9 @@ _CHAT_ACTIONS = frozenset(
         "upload_video_note",
     }
 )
-
-
-# --- errors -----------------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """A Bot API error answer: becomes `{"ok": false, "error_code", "description", ...}`."""
-
-    def __init__(self, code: int, description: str, parameters: JsonDict | None = None):
-        super().__init__(description)
-        self.code = code
-        self.description = description
-        self.parameters = parameters
-
-    def response(self) -> web.Response:
-        payload: JsonDict = {"ok": False, "error_code": self.code, "description": self.description}
-        if self.parameters:
-            payload["parameters"] = self.parameters
-        return web.json_response(payload, status=self.code)
-
-
-def _bad(detail: str) -> ApiError:
-    return ApiError(400, f"Bad Request: {detail}")
-
-
-def _too_many(retry_after: int) -> ApiError:
-    return ApiError(
-        429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
-    )
-
-
-# --- HTML parse mode --------------------------------------------------------------------
-
-_TAG_ENTITY = {
-    "b": "bold",
-    "strong": "bold",
-    "i": "italic",
-    "em": "italic",
-    "u": "underline",
-    "ins": "underline",
-    "s": "strikethrough",
-    "strike": "strikethrough",
-    "del": "strikethrough",
-    "a": "text_link",
-    "code": "code",
-    "pre": "pre",
-    "tg-spoiler": "spoiler",
-    "span": "spoiler",
-    "blockquote": "blockquote",
-    "tg-emoji": "custom_emoji",
-}
-_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
-_CHAR_REF = re.compile(r"&(?:#([0-9]{1,8})|#[xX]([0-9a-fA-F]{1,8})|([a-zA-Z][a-zA-Z0-9]*));")
-_PLAIN_RUN = re.compile(r"[^<&]+")
-
-
-def utf16_length(text: str) -> int:
-    """Telegram measures entity offsets and lengths in UTF-16 code units."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-@dataclass
-class _OpenTag:
-    name: str
-    attrs: dict[str, str]
-    start: int  # UTF-16 offset in the plain text
-    out_index: int  # where the tag's content starts in the output pieces
-    language: str | None = None
-
-
-class _HtmlParser:
-    """Telegram's HTML subset, with tdlib's error messages (offsets in UTF-8 bytes)."""
-
-    def __init__(self, source: str, strict: bool) -> None:
-        self.src = source
-        self.strict = strict
-        self.pos = 0
-        self.out: list[str] = []
-        self.size = 0
-        self.stack: list[_OpenTag] = []
-        self.entities: list[JsonDict] = []
-
-    def parse(self) -> tuple[str, list[JsonDict]]:
-        while self.pos < len(self.src):
-            char = self.src[self.pos]
-            if char == "<":
-                self._tag()
-            elif char == "&":
-                decoded, self.pos = self._char_ref(self.pos, strict=self.strict)
-                self._emit(decoded)
-            else:
-                run = _PLAIN_RUN.match(self.src, self.pos)
-                assert run is not None
-                self._emit(run.group())
-                self.pos = run.end()
-        if self.stack:
-            name = self.stack[-1].name
-            raise self._error(f'Can\'t find end tag corresponding to start tag "{name}"')
-        self.entities.sort(key=lambda e: (e["offset"], -e["length"]))
-        return "".join(self.out), self.entities
-
-    def _error(self, detail: str) -> ApiError:
-        return _bad(f"can't parse entities: {detail}")
-
-    def _byte(self, pos: int) -> int:
-        return len(self.src[:pos].encode("utf-8"))
-
-    def _emit(self, text: str) -> None:
-        self.out.append(text)
-        self.size += utf16_length(text)
-
-    def _char_ref(self, pos: int, *, strict: bool) -> tuple[str, int]:
-        match = _CHAR_REF.match(self.src, pos)
-        decoded = _decode_char_ref(match) if match else None
-        if match and decoded is not None:
-            return decoded, match.end()
-        if strict:
-            raise self._error(
-                f'unescaped "&" at byte offset {self._byte(pos)}: write it as "&amp;"'
-            )
-        return "&", pos + 1  # what tdlib does with an "&" that is not an entity
-
-    def _decode(self, start: int, end: int) -> str:
-        """An attribute value. Always lenient: aiogram's html.link() leaves "&" in URLs raw."""
-        pieces: list[str] = []
-        pos = start
-        while pos < end:
-            amp = self.src.find("&", pos, end)
-            if amp == -1:
-                pieces.append(self.src[pos:end])
-                break
-            pieces.append(self.src[pos:amp])
-            decoded, pos = self._char_ref(amp, strict=False)
-            pieces.append(decoded)
-        return "".join(pieces)
-
-    def _tag(self) -> None:
-        begin = self.pos
-        if self.src.startswith("</", begin):
-            self._end_tag(begin)
-            return
-        end = begin + 1
-        while end < len(self.src) and not self.src[end].isspace() and self.src[end] != ">":
-            end += 1
-        if end >= len(self.src):
-            raise self._error(f"Unclosed start tag at byte offset {self._byte(begin)}")
-        name = self.src[begin + 1 : end].lower()
-        if name not in _TAG_ENTITY:
-            raise self._error(f'Unsupported start tag "{name}" at byte offset {self._byte(begin)}')
-        attrs, self.pos = self._attributes(name, end, begin)
-        self._check_attributes(name, attrs, begin)
-        self.stack.append(_OpenTag(name, attrs, self.size, len(self.out)))
-
-    def _attributes(self, tag: str, pos: int, begin: int) -> tuple[dict[str, str], int]:
-        src = self.src
-        attrs: dict[str, str] = {}
-        unclosed = self._error(f"Unclosed start tag at byte offset {self._byte(begin)}")
-        while True:
-            while pos < len(src) and src[pos].isspace():
-                pos += 1
-            if pos >= len(src):
-                raise unclosed
-            if src[pos] == ">":
-                return attrs, pos + 1
-            start = pos
-            while pos < len(src) and not src[pos].isspace() and src[pos] not in "=>":
-                pos += 1
-            name = src[start:pos].lower()
-            if not name:
-                raise self._error(
-                    f'Empty attribute name in the tag "{tag}" at byte offset {self._byte(start)}'
-                )
-            while pos < len(src) and src[pos].isspace():
-                pos += 1
-            value = ""
-            if pos < len(src) and src[pos] == "=":
-                value, pos = self._attribute_value(pos + 1, unclosed)
-            attrs[name] = value
-
-    def _attribute_value(self, pos: int, unclosed: ApiError) -> tuple[str, int]:
-        src = self.src
-        while pos < len(src) and src[pos].isspace():
-            pos += 1
-        if pos >= len(src):
-            raise unclosed
-        if src[pos] in "\"'":
-            close = src.find(src[pos], pos + 1)
-            if close == -1:
-                raise unclosed
-            return self._decode(pos + 1, close), close + 1
-        start = pos
-        while pos < len(src) and not src[pos].isspace() and src[pos] != ">":
-            pos += 1
-        return self._decode(start, pos), pos
-
-    def _check_attributes(self, name: str, attrs: dict[str, str], begin: int) -> None:
-        where = f"at byte offset {self._byte(begin)}"
-        if name == "span" and attrs.get("class") != "tg-spoiler":
-            raise self._error(f'Tag "span" must have class "tg-spoiler" {where}')
-        if name == "tg-emoji" and not attrs.get("emoji-id"):
-            raise self._error(f'Tag "tg-emoji" must have attribute "emoji-id" {where}')
-
-    def _end_tag(self, begin: int) -> None:
-        close = self.src.find(">", begin)
-        if close == -1:
-            raise self._error(f"Unclosed end tag at byte offset {self._byte(begin)}")
-        name = self.src[begin + 2 : close].strip().lower()
-        if not self.stack:
-            raise self._error(f"Unexpected end tag at byte offset {self._byte(begin)}")
-        top = self.stack[-1]
-        if name != top.name:
-            raise self._error(
-                f"Unmatched end tag at byte offset {self._byte(begin)}, "
-                f'expected "</{top.name}>", found "</{name}>"'
-            )
-        self.stack.pop()
-        self.pos = close + 1
-        self._close(top)
-
-    def _close(self, tag: _OpenTag) -> None:
-        if tag.name == "code" and self.stack and self.stack[-1].name == "pre":
-            # <pre><code class="language-x"> is one pre entity with a language, not two.
-            language = tag.attrs.get("class", "")
-            if language.startswith("language-"):
-                self.stack[-1].language = language.removeprefix("language-")
-            return
-        length = self.size - tag.start
-        if length == 0:
-            return  # Telegram drops empty entities
-        entity: JsonDict = {"type": _TAG_ENTITY[tag.name], "offset": tag.start, "length": length}
-        if tag.name == "a":
-            entity["url"] = tag.attrs.get("href") or "".join(self.out[tag.out_index :])
-        elif tag.name == "pre" and tag.language:
-            entity["language"] = tag.language
-        elif tag.name == "blockquote" and "expandable" in tag.attrs:
-            entity["type"] = "expandable_blockquote"
-        elif tag.name == "tg-emoji":
-            entity["custom_emoji_id"] = tag.attrs["emoji-id"]
-        self.entities.append(entity)
-
-
-def _decode_char_ref(match: re.Match[str]) -> str | None:
-    decimal, hexadecimal, name = match.groups()
-    if name is not None:
-        return _NAMED_ENTITIES.get(name)
-    code = int(decimal) if decimal is not None else int(hexadecimal, 16)
-    if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-        return None
-    return chr(code)
-
-
-def parse_html(source: str, *, strict: bool = True) -> tuple[str, list[JsonDict]]:
-    """Plain text and entities of `source` in parse_mode HTML, or ApiError 400 like Telegram."""
-    return _HtmlParser(source, strict).parse()
-
-
-def trim_text(text: str, entities: list[JsonDict]) -> tuple[str, list[JsonDict]]:
-    """Strip surrounding whitespace as Telegram does, keeping the entities in place."""
-    stripped = text.strip()
-    if stripped == text:
-        return text, entities
-    lead = utf16_length(text[: len(text) - len(text.lstrip())])
-    size = utf16_length(stripped)
-    kept = []
-    for entity in entities:
-        start = max(entity["offset"] - lead, 0)
-        end = min(entity["offset"] + entity["length"] - lead, size)
-        if end > start:
-            kept.append({**entity, "offset": start, "length": end - start})
-    return stripped, kept
-
-
-# --- reply markup -----------------------------------------------------------------------
-
-_INLINE_ACTIONS = (
-    "url",
-    "callback_data",
-    "web_app",
-    "login_url",
-    "switch_inline_query",
-    "switch_inline_query_current_chat",
-    "switch_inline_query_chosen_chat",
-    "copy_text",
-    "callback_game",
-    "pay",
-)
-_BUTTON_URL = re.compile(r"^(?:(?:https?|tg)://)?[^\s/$.?#][^\s]*$", re.IGNORECASE)
-_MARKUP_UNPARSABLE = "can't parse reply keyboard markup JSON object"
-
-
-def _compact(value: Any) -> Any:
-    """Drop null fields, as aiogram does, so markups from any client compare equal."""
-    if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_compact(v) for v in value]
-    return value
-
-
-def check_reply_markup(value: Any, *, inline_only: bool = False) -> JsonDict | None:
-    """The markup to store, or ApiError 400; an empty inline keyboard means no keyboard."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise _bad(_MARKUP_UNPARSABLE)
-    markup: JsonDict = _compact(value)
-    if "inline_keyboard" in markup:
-        count = _check_inline_keyboard(markup["inline_keyboard"])
-        return markup if count else None
-    if inline_only:
-        raise _bad("inline keyboard expected")
-    if "keyboard" in markup:
-        rows = markup["keyboard"]
-        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-            raise _bad(_MARKUP_UNPARSABLE)
-        return markup
-    if markup.get("remove_keyboard") is True or markup.get("force_reply") is True:
-        return markup
-    raise _bad(_MARKUP_UNPARSABLE)
-
-
-def _check_inline_keyboard(rows: Any) -> int:
-    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-        raise _bad(_MARKUP_UNPARSABLE)
-    buttons = [button for row in rows for button in row]
-    if len(buttons) > MAX_INLINE_BUTTONS:
-        raise _bad("reply markup is too long")
-    for button in buttons:
-        _check_inline_button(button)
-    return len(buttons)
-
-
-def _check_inline_button(button: Any) -> None:
-    if not isinstance(button, dict) or not isinstance(button.get("text"), str):
-        raise _bad('can\'t parse inline keyboard button: Field "text" must be of type String')
-    if not any(action in button for action in _INLINE_ACTIONS):
-        raise _bad(
-            "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
-        )
-    if "callback_data" in button:
-        data = button["callback_data"]
-        if not isinstance(data, str) or not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
-            raise _bad("BUTTON_DATA_INVALID")
-    if "url" in button and not _BUTTON_URL.match(str(button["url"])):
-        raise _bad(f"inline keyboard button URL {button['url']!r} is invalid: Wrong HTTP URL")
-
-
-def _inline_part(markup: JsonDict | None) -> JsonDict | None:
-    return markup if markup and "inline_keyboard" in markup else None
-
-
-# --- request parameters -----------------------------------------------------------------
-
-_JSON_FIELDS = frozenset(
-    {
-        "reply_markup",
-        "entities",
-        "reply_parameters",
-        "allowed_updates",
-        "commands",
-        "scope",
-        "link_preview_options",
-        "caption_entities",
-    }
-)
-_INT_FIELDS = frozenset(
-    {
-        "chat_id",
-        "message_id",
-        "reply_to_message_id",
-        "offset",
-        "limit",
-        "timeout",
-        "cache_time",
-        "message_thread_id",
-        "user_id",
-    }
-)
-_BOOL_FIELDS = frozenset(
-    {
-        "show_alert",
-        "disable_notification",
-        "protect_content",
-        "allow_sending_without_reply",
-        "drop_pending_updates",
-        "disable_web_page_preview",
-    }
-)
-_INT_TEXT = re.compile(r"^-?\d+$")
-
-
-async def _read_params(request: web.Request) -> JsonDict:
-    """Parameters from the query string plus a form, multipart or JSON body, decoded."""
-    params: JsonDict = dict(request.query)
-    if request.content_type == "application/json":
-        try:
-            body = await request.json()
-        except ValueError as error:
-            raise _bad("can't parse JSON object") from error
-        if not isinstance(body, dict):
-            raise _bad("can't parse JSON object")
-        params.update(body)
-    elif request.can_read_body:
-        form = await request.post()
-        params.update({k: v for k, v in form.items() if isinstance(v, str)})
-    return {name: _decode_param(name, value) for name, value in params.items()}
-
-
-def _decode_param(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    if name in _JSON_FIELDS:
-        try:
-            return json.loads(value)
-        except ValueError as error:
-            detail = _MARKUP_UNPARSABLE if name == "reply_markup" else f"can't parse {name} JSON"
-            raise _bad(detail) from error
-    if name in _INT_FIELDS and _INT_TEXT.match(value):
-        return int(value)
-    if name in _BOOL_FIELDS and value in ("true", "false"):
-        return value == "true"
-    return value
-
-
-def _int_param(params: JsonDict, name: str, missing: str) -> int:
-    value = params.get(name)
-    if value is None or value == "":
-        raise _bad(missing)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"invalid {name} specified")
-    return value
-
-
-def _optional_int(params: JsonDict, name: str) -> int | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    return _int_param(params, name, "")
-
-
-# --- limits, faults, statistics ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    """Telegram's broadcast limits for sendMessage; exceeding one answers 429."""
-
-    global_per_second: float = 30
-    per_chat_per_second: float = 1
-    per_group_per_minute: float = 20
-
-
-def _window_wait(sent: deque[float], window: float, limit: float, now: float) -> float:
-    """Seconds until one more message fits in a sliding window (0 when it fits now)."""
-    while sent and sent[0] <= now - window:
-        sent.popleft()
-    if len(sent) < limit:
-        return 0.0
-    return sent[0] + window - now
-
-
-class _RateLimiter:
-    def __init__(self, limits: RateLimits) -> None:
-        self.limits = limits
-        self._global: deque[float] = deque()
-        self._chats: dict[int, deque[float]] = {}
-        self._groups: dict[int, deque[float]] = {}
-
-    def admit(self, chat_id: int, is_group: bool) -> int | None:
-        """Record a send and return None, or return the retry_after it must wait."""
-        now = time.monotonic()
-        windows = [
-            (self._global, 1.0, self.limits.global_per_second),
-            (self._chats.setdefault(chat_id, deque()), 1.0, self.limits.per_chat_per_second),
-        ]
-        if is_group:
-            windows.append(
-                (self._groups.setdefault(chat_id, deque()), 60.0, self.limits.per_group_per_minute)
-            )
-        wait = max(_window_wait(sent, span, limit, now) for sent, span, limit in windows)
-        if wait > 0:
-            return max(1, math.ceil(wait))
-        for sent, _, _ in windows:
-            sent.append(now)
-        return None
-
-
-@dataclass
-class EmulatorStats:
-    """Counters for benchmarks: `too_many_requests` counts rate-limit 429s only."""
-
-    requests: int = 0
-    sent: int = 0
-    edited: int = 0
-    too_many_requests: int = 0
-    injected_faults: int = 0
-    errors: int = 0
-
-
-@dataclass
-class _Fault:
-    method: str
-    code: int
-    description: str
-    parameters: JsonDict | None
-    remaining: int
-    chat_id: int | None
-
-    def error(self) -> ApiError:
-        return ApiError(self.code, self.description, self.parameters)
-
-
-class BotRequest(NamedTuple):
-    """One request the bot made: the method name and its decoded parameters (never the token)."""
-
-    method: str
-    params: JsonDict
-
-
-class BotError(NamedTuple):
-    """One error answer the emulator gave the bot."""
-
-    method: str
-    params: JsonDict
-    error_code: int
-    description: str
-
-
-# --- per-bot state ----------------------------------------------------------------------
-
-
-@dataclass
-class _CallbackQuery:
-    query_id: str
-    chat_id: int
-    message_id: int
-    answered: bool = False
-
-
-@dataclass
-class _BotState:
-    token: str
-    user: JsonDict  # the bot as a Telegram User: `from` of its messages
-    privacy_mode: bool
-    updates: list[JsonDict] = field(default_factory=list)
-    next_update_id: int = 1
-    delivered_upto: int = 0
-    has_polled: bool = False
-    poll_generation: int = 0
-    allowed_updates: frozenset[str] | None = None
-    dropped_updates: list[JsonDict] = field(default_factory=list)
-    chats: dict[int, ChatLog] = field(default_factory=dict)
-    callbacks: dict[str, _CallbackQuery] = field(default_factory=dict)
-    commands: dict[tuple[str, str], list[JsonDict]] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def id(self) -> int:
-        return int(self.user["id"])
-
-    @property
-    def username(self) -> str:
-        return str(self.user["username"])
-
-    def me(self) -> JsonDict:
-        return {
-            **self.user,
-            "can_join_groups": True,
-            "can_read_all_group_messages": not self.privacy_mode,
-            "supports_inline_queries": False,
-            "can_connect_to_business": False,
-            "has_main_web_app": False,
-        }
-
-    def enqueue(self, kind: str, payload: JsonDict) -> None:
-        update = {"update_id": self.next_update_id, kind: payload}
-        self.next_update_id += 1
-        # Like Telegram, allowed_updates decides which updates are created at all.
-        if self.allowed_updates is not None and kind not in self.allowed_updates:
-            self.dropped_updates.append(update)
-            return
-        self.updates.append(update)
-
-    def confirm(self, offset: int) -> None:
-        if offset < 0:
-            self.updates = self.updates[offset:]
-        else:
-            self.updates = [u for u in self.updates if u["update_id"] >= offset]
-
-    def has_undelivered(self) -> bool:
-        return bool(self.updates) and self.updates[-1]["update_id"] > self.delivered_upto
-
-
-_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{3,32}))?")
 _TOKEN = re.compile(r"^(\d+):[\w-]+$")
 
-MethodHandler = Callable[[_BotState, JsonDict], Awaitable[Any]]
-
-
-def _commands_key(params: JsonDict) -> tuple[str, str]:
-    scope = params.get("scope") or {"type": "default"}
-    return json.dumps(scope, sort_keys=True), str(params.get("language_code") or "")
-
-
-# --- the emulator -----------------------------------------------------------------------
+MethodHandler = Callable[[BotState, JsonDict], Awaitable[Any]]
 
 
 class TelegramEmulator:
@@ -706,12 +107,12 @@ class TelegramEmulator:
         self.requests: list[BotRequest] = []
         self.errors: list[BotError] = []
         self.closing = False
-        self._limiter = _RateLimiter(limits) if limits else None
-        self._bots: dict[int, _BotState] = {}
-        self._by_token: dict[str, _BotState] = {}
+        self._limiter = RateLimiter(limits) if limits else None
+        self._bots: dict[int, BotState] = {}
+        self._by_token: dict[str, BotState] = {}
         self._users: dict[int, JsonDict] = {}
         self._blocked: set[int] = set()
-        self._faults: list[_Fault] = []
+        self._faults = Faults()
         self._next_query = 1
         self._change = asyncio.Event()
         self._inflight = 0
@@ -779,7 +180,7 @@ class TelegramEmulator:
             "first_name": first_name,
             "username": username or f"test{bot_id}_bot",
         }
-        state = _BotState(token=token, user=user, privacy_mode=self.privacy_mode)
+        state = BotState(token=token, user=user, privacy_mode=self.privacy_mode)
         self._bots[bot_id] = state
         self._by_token[token] = state
         return user
@@ -875,10 +276,10 @@ class TelegramEmulator:
         self, *, scope: JsonDict | None = None, language_code: str = "", bot_id: int | None = None
     ) -> list[JsonDict]:
         """The command list the bot set for that scope and language (setMyCommands)."""
-        key = _commands_key({"scope": scope, "language_code": language_code})
+        key = commands_key({"scope": scope, "language_code": language_code})
         return list(self._bot(bot_id).commands.get(key, []))
 
-    def _bot(self, bot_id: int | None) -> _BotState:
+    def _bot(self, bot_id: int | None) -> BotState:
         if bot_id is None:
             return next(iter(self._bots.values()))
         try:
@@ -909,7 +310,7 @@ class TelegramEmulator:
         if not text or len(text) > MAX_TEXT_LENGTH:
             raise ValueError(f"a message has 1-{MAX_TEXT_LENGTH} characters")
         message = log.add_message(
-            user, text, entities=_command_entities(text), reply_to_message_id=reply_to_message_id
+            user, text, entities=command_entities(text), reply_to_message_id=reply_to_message_id
         )
         if self._reaches_bot(bot, log, text, reply_to):
             bot.enqueue("message", message.to_telegram(reply_to))
@@ -935,7 +336,7 @@ class TelegramEmulator:
             raise ValueError(f"message {message_id} has no button with that callback_data")
         query_id = str(4_000_000_000_000 + self._next_query)
         self._next_query += 1
-        bot.callbacks[query_id] = _CallbackQuery(query_id, chat_id, message_id)
+        bot.callbacks[query_id] = CallbackQuery(query_id, chat_id, message_id)
         reply_to = log.get(message.reply_to_message_id) if message.reply_to_message_id else None
         bot.enqueue(
             "callback_query",
@@ -954,9 +355,7 @@ class TelegramEmulator:
         """Ids of callback queries the bot never answered (the user would see a spinner)."""
         return [q.query_id for q in self._bot(bot_id).callbacks.values() if not q.answered]
 
-    def _user_in_chat(
-        self, bot: _BotState, user_id: int, chat_id: int
-    ) -> tuple[JsonDict, ChatLog]:
+    def _user_in_chat(self, bot: BotState, user_id: int, chat_id: int) -> tuple[JsonDict, ChatLog]:
         user = self._users.get(user_id)
         if user is None:
             raise ValueError(f"unknown user {user_id}")
@@ -968,14 +367,14 @@ class TelegramEmulator:
         return user, log
 
     def _reaches_bot(
-        self, bot: _BotState, log: ChatLog, text: str, reply_to: Message | None
+        self, bot: BotState, log: ChatLog, text: str, reply_to: Message | None
     ) -> bool:
         """Privacy mode: in groups the bot only sees commands and replies to its messages."""
         if not (bot.privacy_mode and log.is_group):
             return True
         if reply_to is not None and reply_to.sender.get("id") == bot.id:
             return True
-        command = _COMMAND.match(text)
+        command = COMMAND.match(text)
         if command is None:
             return False
         mention = command.group(2)
@@ -1002,13 +401,14 @@ class TelegramEmulator:
 
         429 carries `parameters.retry_after`, which aiogram raises as TelegramRetryAfter.
         """
-        parameters = None
-        if error_code == 429:
-            text = description or f"Too Many Requests: retry after {retry_after}"
-            parameters = {"retry_after": retry_after}
-        else:
-            text = description or _DEFAULT_DESCRIPTIONS.get(error_code, f"Error {error_code}")
-        self._faults.append(_Fault(method.lower(), error_code, text, parameters, count, chat_id))
+        self._faults.add(
+            method,
+            error_code=error_code,
+            retry_after=retry_after,
+            count=count,
+            description=description,
+            chat_id=chat_id,
+        )
 
     def block(self, chat_id: int) -> None:
         """The user blocks the bot (or the group removes it): sends to the chat answer 403."""
@@ -1100,7 +500,7 @@ class TelegramEmulator:
             self._last_activity = time.monotonic()
         params: JsonDict = {}
         try:
-            params = await _read_params(request)
+            params = await read_params(request)
             self.requests.append(BotRequest(name, params))
             self.stats.requests += 1
             self._changed()
@@ -1124,15 +524,10 @@ class TelegramEmulator:
         return web.json_response({"ok": True, "result": result})
 
     def _take_fault(self, method: str, params: JsonDict) -> None:
-        for fault in self._faults:
-            if fault.method != method.lower() or fault.remaining <= 0:
-                continue
-            if fault.chat_id is not None and params.get("chat_id") != fault.chat_id:
-                continue
-            fault.remaining -= 1
+        error = self._faults.take(method, params)
+        if error is not None:
             self.stats.injected_faults += 1
-            self._faults = [f for f in self._faults if f.remaining > 0]
-            raise fault.error()
+            raise error
 
     def _record_error(self, method: str, params: JsonDict, error: ApiError) -> None:
         self.errors.append(BotError(method, params, error.code, error.description))
@@ -1163,13 +558,13 @@ class TelegramEmulator:
 
     # --- methods: the bot itself and updates --------------------------------------------
 
-    async def _get_me(self, bot: _BotState, params: JsonDict) -> JsonDict:
+    async def _get_me(self, bot: BotState, params: JsonDict) -> JsonDict:
         return bot.me()
 
-    async def _get_updates(self, bot: _BotState, params: JsonDict) -> list[JsonDict]:
-        offset = _optional_int(params, "offset")
-        limit = min(max(_optional_int(params, "limit") or 100, 1), 100)
-        timeout = min(max(_optional_int(params, "timeout") or 0, 0), MAX_POLL_TIMEOUT)
+    async def _get_updates(self, bot: BotState, params: JsonDict) -> list[JsonDict]:
+        offset = optional_int(params, "offset")
+        limit = min(max(optional_int(params, "limit") or 100, 1), 100)
+        timeout = min(max(optional_int(params, "timeout") or 0, 0), MAX_POLL_TIMEOUT)
         allowed = params.get("allowed_updates")
         if isinstance(allowed, list):
             bot.allowed_updates = frozenset(map(str, allowed)) or None
@@ -1192,12 +587,12 @@ class TelegramEmulator:
             self._last_activity = time.monotonic()
         return batch
 
-    async def _delete_webhook(self, bot: _BotState, params: JsonDict) -> bool:
+    async def _delete_webhook(self, bot: BotState, params: JsonDict) -> bool:
         if params.get("drop_pending_updates") is True:
             bot.updates.clear()
         return True
 
-    async def _get_webhook_info(self, bot: _BotState, params: JsonDict) -> JsonDict:
+    async def _get_webhook_info(self, bot: BotState, params: JsonDict) -> JsonDict:
         return {
             "url": "",
             "has_custom_certificate": False,
@@ -1206,13 +601,13 @@ class TelegramEmulator:
 
     # --- methods: messages --------------------------------------------------------------
 
-    def _target_chat(self, bot: _BotState, params: JsonDict) -> ChatLog:
+    def _target_chat(self, bot: BotState, params: JsonDict) -> ChatLog:
         chat_id = params.get("chat_id")
         if chat_id is None or chat_id == "":
-            raise _bad("chat_id is empty")
+            raise bad_request("chat_id is empty")
         log = bot.chats.get(chat_id) if isinstance(chat_id, int) else None
         if log is None:
-            raise _bad("chat not found")
+            raise bad_request("chat not found")
         if log.chat_id in self._blocked:
             if not log.is_group:
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
@@ -1220,42 +615,44 @@ class TelegramEmulator:
         return log
 
     def _target_message(
-        self, bot: _BotState, params: JsonDict, action: str
+        self, bot: BotState, params: JsonDict, action: str
     ) -> tuple[ChatLog, Message]:
         if params.get("inline_message_id"):
-            raise _bad("inline messages are not supported by the emulator")
+            raise bad_request("inline messages are not supported by the emulator")
         log = self._target_chat(bot, params)
-        message_id = _int_param(params, "message_id", "message identifier is not specified")
+        message_id = int_param(params, "message_id", "message identifier is not specified")
         message = log.get(message_id)
         if message is None:
-            raise _bad(f"message to {action} not found")
+            raise bad_request(f"message to {action} not found")
         return log, message
 
     def _formatted_text(self, params: JsonDict) -> tuple[str, list[JsonDict], str]:
         """Plain text, entities and HTML of a text parameter, validated like Telegram."""
         source = params.get("text")
         if not isinstance(source, str) or not source.strip():
-            raise _bad("message text is empty")
+            raise bad_request("message text is empty")
         mode = str(params.get("parse_mode") or "")
         if mode.lower() == "html":
             text, entities = parse_html(source, strict=self.strict_html)
             markup = source
         elif mode:
-            raise _bad(f"can't parse entities: the emulator does not support parse_mode {mode}")
+            raise bad_request(
+                f"can't parse entities: the emulator does not support parse_mode {mode}"
+            )
         else:
-            text, entities = source, _entities_param(params.get("entities"))
-            markup = _render_html(text, entities)
+            text, entities = source, entities_param(params.get("entities"))
+            markup = render_html(text, entities)
         text, entities = trim_text(text, entities)
         if not text:
-            raise _bad("message text is empty")
+            raise bad_request("message text is empty")
         if len(text) > MAX_TEXT_LENGTH:
-            raise _bad("message is too long")
+            raise bad_request("message is too long")
         return text, entities, markup
 
     def _reply_target(self, log: ChatLog, params: JsonDict) -> Message | None:
         wanted = params.get("reply_parameters") or {}
         if not isinstance(wanted, dict):
-            raise _bad("can't parse reply parameters JSON object")
+            raise bad_request("can't parse reply parameters JSON object")
         message_id = wanted.get("message_id", params.get("reply_to_message_id"))
         if message_id is None:
             return None
@@ -1264,7 +661,7 @@ class TelegramEmulator:
             "allow_sending_without_reply", params.get("allow_sending_without_reply")
         )
         if replied is None and lenient is not True:
-            raise _bad("message to be replied not found")
+            raise bad_request("message to be replied not found")
         return replied
 
     def _admit(self, log: ChatLog) -> None:
@@ -1273,9 +670,9 @@ class TelegramEmulator:
         retry_after = self._limiter.admit(log.chat_id, log.is_group)
         if retry_after is not None:
             self.stats.too_many_requests += 1
-            raise _too_many(retry_after)
+            raise too_many_requests(retry_after)
 
-    async def _send_message(self, bot: _BotState, params: JsonDict) -> JsonDict:
+    async def _send_message(self, bot: BotState, params: JsonDict) -> JsonDict:
         log = self._target_chat(bot, params)
         text, entities, markup_html = self._formatted_text(params)
         markup = check_reply_markup(params.get("reply_markup"))
@@ -1292,21 +689,21 @@ class TelegramEmulator:
         self.stats.sent += 1
         return message.to_telegram(reply_to)
 
-    async def _edit_message_text(self, bot: _BotState, params: JsonDict) -> JsonDict:
+    async def _edit_message_text(self, bot: BotState, params: JsonDict) -> JsonDict:
         log, message = self._target_message(bot, params, "edit")
         if not message.from_bot:
-            raise _bad("message can't be edited")
+            raise bad_request("message can't be edited")
         text, entities, markup_html = self._formatted_text(params)
         inline = check_reply_markup(params.get("reply_markup"), inline_only=True)
         # Without reply_markup Telegram removes the inline keyboard; a reply keyboard stays.
-        kept = message.reply_markup if _inline_part(message.reply_markup) is None else None
+        kept = message.reply_markup if inline_part(message.reply_markup) is None else None
         unchanged = (text, entities, inline) == (
             message.text,
             message.entities,
-            _inline_part(message.reply_markup),
+            inline_part(message.reply_markup),
         )
         if unchanged:
-            raise _bad(NOT_MODIFIED)
+            raise bad_request(NOT_MODIFIED)
         edited = log.edit(
             message.message_id,
             text=text,
@@ -1317,13 +714,13 @@ class TelegramEmulator:
         self.stats.edited += 1
         return edited.to_telegram(self._replied(log, edited))
 
-    async def _edit_message_reply_markup(self, bot: _BotState, params: JsonDict) -> JsonDict:
+    async def _edit_message_reply_markup(self, bot: BotState, params: JsonDict) -> JsonDict:
         log, message = self._target_message(bot, params, "edit")
         if not message.from_bot:
-            raise _bad("message can't be edited")
+            raise bad_request("message can't be edited")
         inline = check_reply_markup(params.get("reply_markup"), inline_only=True)
-        if inline == _inline_part(message.reply_markup):
-            raise _bad(NOT_MODIFIED)
+        if inline == inline_part(message.reply_markup):
+            raise bad_request(NOT_MODIFIED)
         edited = log.edit(message.message_id, reply_markup=inline)
         self.stats.edited += 1
         return edited.to_telegram(self._replied(log, edited))
@@ -1332,15 +729,15 @@ class TelegramEmulator:
     def _replied(log: ChatLog, message: Message) -> Message | None:
         return log.get(message.reply_to_message_id) if message.reply_to_message_id else None
 
-    async def _delete_message(self, bot: _BotState, params: JsonDict) -> bool:
+    async def _delete_message(self, bot: BotState, params: JsonDict) -> bool:
         log, message = self._target_message(bot, params, "delete")
         log.delete(message.message_id)
         return True
 
-    async def _answer_callback_query(self, bot: _BotState, params: JsonDict) -> bool:
+    async def _answer_callback_query(self, bot: BotState, params: JsonDict) -> bool:
         query = bot.callbacks.get(str(params.get("callback_query_id") or ""))
         if query is None or query.answered:
-            raise _bad(QUERY_TOO_OLD)
+            raise bad_request(QUERY_TOO_OLD)
         query.answered = True
         url = params.get("url")
         bot.chats[query.chat_id].add_callback_answer(
@@ -1352,39 +749,39 @@ class TelegramEmulator:
         )
         return True
 
-    async def _send_chat_action(self, bot: _BotState, params: JsonDict) -> bool:
+    async def _send_chat_action(self, bot: BotState, params: JsonDict) -> bool:
         self._target_chat(bot, params)
         if params.get("action") not in _CHAT_ACTIONS:
-            raise _bad("wrong parameter action in request")
+            raise bad_request("wrong parameter action in request")
         return True
 
     # --- methods: commands and profile --------------------------------------------------
 
-    async def _set_my_commands(self, bot: _BotState, params: JsonDict) -> bool:
+    async def _set_my_commands(self, bot: BotState, params: JsonDict) -> bool:
         commands = params.get("commands")
         if not isinstance(commands, list) or len(commands) > 100:
-            raise _bad("can't parse commands JSON object")
+            raise bad_request("can't parse commands JSON object")
         for command in commands:
             name = command.get("command") if isinstance(command, dict) else None
             if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_]{1,32}", name):
-                raise _bad("BOT_COMMAND_INVALID")
+                raise bad_request("BOT_COMMAND_INVALID")
             description = command.get("description")
             if not isinstance(description, str) or not 1 <= len(description) <= 256:
-                raise _bad("BOT_COMMAND_DESCRIPTION_INVALID")
-        bot.commands[_commands_key(params)] = [
+                raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
+        bot.commands[commands_key(params)] = [
             {"command": c["command"], "description": c["description"]} for c in commands
         ]
         return True
 
-    async def _get_my_commands(self, bot: _BotState, params: JsonDict) -> list[JsonDict]:
-        return bot.commands.get(_commands_key(params), [])
+    async def _get_my_commands(self, bot: BotState, params: JsonDict) -> list[JsonDict]:
+        return bot.commands.get(commands_key(params), [])
 
-    async def _delete_my_commands(self, bot: _BotState, params: JsonDict) -> bool:
-        bot.commands.pop(_commands_key(params), None)
+    async def _delete_my_commands(self, bot: BotState, params: JsonDict) -> bool:
+        bot.commands.pop(commands_key(params), None)
         return True
 
     def _setting_setter(self, name: str) -> MethodHandler:
-        async def setter(bot: _BotState, params: JsonDict) -> bool:
+        async def setter(bot: BotState, params: JsonDict) -> bool:
             key = f"{name}:{params.get('language_code') or ''}"
             bot.settings[key] = str(params.get(name) or "")
             return True
@@ -1392,35 +789,9 @@ class TelegramEmulator:
         return setter
 
     def _setting_getter(self, name: str) -> MethodHandler:
-        async def getter(bot: _BotState, params: JsonDict) -> JsonDict:
+        async def getter(bot: BotState, params: JsonDict) -> JsonDict:
             default = bot.user["first_name"] if name == "name" else ""
             key = f"{name}:{params.get('language_code') or ''}"
             return {name: bot.settings.get(key, default)}
 
         return getter
-
-
-def _command_entities(text: str) -> list[JsonDict]:
-    command = _COMMAND.match(text)
-    if command is None:
-        return []
-    return [{"type": "bot_command", "offset": 0, "length": len(command.group())}]
-
-
-def _entities_param(value: Any) -> list[JsonDict]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
-        raise _bad("can't parse entities JSON object")
-    return [_compact(e) for e in value]
-
-
-def _render_html(text: str, entities: list[JsonDict]) -> str:
-    """The HTML of a message sent with explicit entities (for the playground to draw)."""
-    if not entities:
-        return html.escape(text, quote=False)
-    try:
-        parsed = [MessageEntity.model_validate(e) for e in entities]
-    except ValidationError as error:
-        raise _bad("can't parse entities JSON object") from error
-    return html_decoration.unparse(text, parsed)
