@@ -19,8 +19,8 @@ from bench.measure import median
 from bot.catalog import CatalogSnapshot
 from bot.i18n import create_i18n
 from bot.panel.models import decode_json, read_services
-from bot.panel.sandbox import generate_catalog
 from handlers import keyboards
+from playground.sandbox import generate_catalog
 
 PAGE_SIZE = 8  # the default PAGE_SIZE setting
 SEARCH_QUERY = "instagram followers real"

@@ -30,8 +30,8 @@ from bench.recording import TOKEN
 from bot.app import create_bot
 from bot.config import Settings
 from bot.outbox import OutboxSender
-from bot.playground.emulator import RateLimits, TelegramEmulator
 from migrations import upgrade_database
+from playground.telegram import RateLimits, TelegramEmulator
 from storage import outbox
 from storage.db import create_engine, create_session_factory
 

@@ -75,7 +75,9 @@ def describe_code() -> str:
     commit = git("rev-parse", "--short", "HEAD")
     if not commit:
         return "unknown (not a git checkout)"
-    changed = git("status", "--porcelain", "--", "bot", "handlers", "storage", "migrations")
+    changed = git(
+        "status", "--porcelain", "--", "bot", "handlers", "storage", "migrations", "playground"
+    )
     return f"{commit}" + (" with uncommitted changes" if changed else "")
 
 

@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.panel.models import OrderStatus
-from bot.panel.sandbox import SandboxOrder, SandboxPanel, generate_catalog
+from playground.sandbox import SandboxOrder, SandboxPanel, generate_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "bench-key"

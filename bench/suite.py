@@ -14,7 +14,7 @@ from bench.machine import Machine, describe_machine
 from bench.memory import MemoryResult, bench_memory
 from bench.polling import PollingResult, bench_polling
 from bench.updates import UpdatesResult, bench_updates
-from bot.playground.emulator import RateLimits
+from playground.telegram import RateLimits
 
 T = TypeVar("T")
 BENCHMARKS = ("updates", "polling", "delivery", "catalog", "memory")

@@ -31,8 +31,8 @@ from bot.app import Services, create_dispatcher, create_services
 from bot.catalog import CatalogSnapshot
 from bot.config import Settings
 from bot.panel.models import Service
-from bot.panel.sandbox import SandboxPanel, generate_catalog
 from handlers.callbacks import ServicePick, ServicesPage
+from playground.sandbox import SandboxPanel, generate_catalog
 from storage.models import Chat, Order, SubmissionState, User
 
 # One customer's conversation, in order; every step is valid after the one before it.

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -31,7 +31,6 @@ from bot.i18n import create_i18n
 from bot.ordering import Ordering
 from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
-from bot.panel.sandbox import SandboxPanel
 from bot.people import People
 from bot.poller import Poller
 from handlers import get_routers
@@ -41,6 +40,9 @@ from handlers.middlewares import AnswerCallbacks, LanguageMiddleware, VisitorMid
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
+
+if TYPE_CHECKING:
+    from playground.sandbox import SandboxPanel
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
@@ -107,6 +109,8 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
     engine = create_engine(settings.database_url)
     sandbox: SandboxPanel | None = None
     if settings.uses_sandbox:
+        from playground.sandbox import SandboxPanel
+
         sandbox = SandboxPanel()
         panel_url = await sandbox.start(host="127.0.0.1", port=0)
         panel_key: Any = sandbox.api_key

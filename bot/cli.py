@@ -36,7 +36,7 @@ def _configure_logging(level: str) -> None:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "playground":
-        from bot.playground.run import run_playground
+        from playground.run import run_playground
 
         return run_playground()
     try:

@@ -13,9 +13,8 @@ from aiogram import Bot, Dispatcher
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import Settings, load_settings
-from bot.panel.sandbox import SandboxPanel
-from bot.playground.emulator import TelegramEmulator
-from bot.playground.users import ChatUser
+from playground.sandbox import SandboxPanel
+from playground.telegram import ChatUser, TelegramEmulator
 
 TOKEN = "123456:TEST-token"
 ADMIN = 1000

@@ -16,7 +16,7 @@ from bench.memory import bench_memory
 from bench.polling import BUSY, QUIET, bench_polling
 from bench.suite import QUICK, Results
 from bench.updates import STEPS, bench_updates
-from bot.playground.emulator import RateLimits
+from playground.telegram import RateLimits
 
 
 async def test_update_handling_runs_whole_conversations() -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from bot.playground.run import Playground
+from playground.run import Playground
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.playground.emulator import TelegramEmulator
+from playground.telegram import TelegramEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "777000:CLI-test"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.playground.users import ChatUser
+from playground.telegram import ChatUser
 from tests.harness import ALICE, BOB, STRANGER, BotUnderTest, start_bot, stop_bot
 
 LINK = "https://instagram.com/some.account"

@@ -30,7 +30,7 @@ from aiogram.types import (
 from aiogram.types import Message as TgMessage
 from aiohttp import ClientSession
 
-from bot.playground import (
+from playground.telegram import (
     ApiError,
     Button,
     CallbackAnswer,

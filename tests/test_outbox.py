@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.outbox import OutboxSender
-from bot.playground import TelegramEmulator
+from playground.telegram import TelegramEmulator
 from storage import outbox, people
 from storage.models import Chat, OutboxMessage
 

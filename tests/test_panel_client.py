@@ -21,7 +21,7 @@ from bot.panel import (
     PanelUnavailable,
     RefillStatus,
 )
-from bot.panel.sandbox import SandboxPanel
+from playground.sandbox import SandboxPanel
 from tests.panel_fixtures import (
     FakeClock,
     Responder,

@@ -15,7 +15,7 @@ import pytest
 
 from bot.panel import OrderStatus, RefillStatus
 from bot.panel.models import decode_json, read_services
-from bot.panel.sandbox import (
+from playground.sandbox import (
     DEFAULT_CATALOG,
     TYPE_RULES,
     SandboxPanel,
@@ -363,7 +363,7 @@ async def test_control_api(served: tuple[SandboxPanel, aiohttp.ClientSession]) -
 
 async def test_standalone_run_prints_url_and_key() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.panel.sandbox", "--port", "0", "--key", "k-123",
+        sys.executable, "-m", "playground.sandbox", "--port", "0", "--key", "k-123",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

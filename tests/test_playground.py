@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from bot.config import ConfigError
-from bot.playground.run import (
+from playground.run import (
     ADMIN,
     CUSTOMER,
     SANDBOX_KEY,

@@ -23,10 +23,10 @@ from bot.i18n import create_i18n
 from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
 from bot.panel.models import OrderStatusResult
-from bot.panel.sandbox import SandboxPanel
-from bot.playground import TelegramEmulator
 from bot.poller import Poller
 from bot.status import poll_interval_for, record_status
+from playground.sandbox import SandboxPanel
+from playground.telegram import TelegramEmulator
 from storage import kv, orders, outbox, people
 from storage.db import create_engine, create_session_factory, utcnow
 from storage.models import Order, OutboxMessage, Refill, SubmissionState

@@ -22,7 +22,6 @@ from bot.i18n import create_i18n
 from bot.money import format_money
 from bot.panel.client import PanelClient
 from bot.panel.models import Service
-from bot.panel.sandbox import TYPE_RULES, SandboxPanel
 from bot.services import (
     LIST_FIELDS,
     OrderFigures,
@@ -38,6 +37,7 @@ from bot.services import (
     service_type,
 )
 from handlers.texts import service_card, service_line
+from playground.sandbox import TYPE_RULES, SandboxPanel
 
 LINK = "https://instagram.com/someone"
 CURRENCY = "USD"

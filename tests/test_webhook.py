@@ -8,9 +8,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import create_bot, create_dispatcher, create_services
 from bot.config import load_settings
-from bot.panel.sandbox import SandboxPanel
-from bot.playground.emulator import TelegramEmulator
 from bot.runner import WEBHOOK_PATH, create_webhook_app
+from playground.sandbox import SandboxPanel
+from playground.telegram import TelegramEmulator
 
 TOKEN = "424242:WEBHOOK"
 

@@ -1,6 +1,7 @@
-"""The SMM panel API v2 layer: async client, typed models (Decimal money), errors, sandbox.
+"""The SMM panel API v2 layer: async client, typed models (Decimal money), errors.
 
-Depends on nothing else of the project. The sandbox lives in ``bot.panel.sandbox``.
+Depends on nothing else of the project. The simulated panel for tests and the playground is
+``playground.sandbox``, outside the product package.
 """
 
 from bot.panel.client import PanelClient

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from bot.playground.emulator import TelegramEmulator
+    from playground.telegram.server import TelegramEmulator
 
 JsonDict = dict[str, Any]
 

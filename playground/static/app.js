@@ -1,9 +1,10 @@
 /* The playground's web chat: a Telegram-like client that acts as the emulator's users.
  *
- * It talks to the same origin: /api/setup and /api/sandbox* (bot/playground/web.py) and the
- * emulator's /user-api/ (bot/playground/users.py). The open chat is long-polled; the sidebar
- * and the sandbox strip are refreshed on timers. Bot HTML is parsed into an inert document and
- * only Telegram's tag subset is copied over: no markup from a message reaches innerHTML.
+ * It talks to the same origin: /api/setup and /api/sandbox* (playground/web.py) and the
+ * emulator's /user-api/ (playground/telegram/users.py). The open chat is long-polled; the
+ * sidebar and the sandbox strip are refreshed on timers. Bot HTML is parsed into an inert
+ * document and only Telegram's tag subset is copied over: no markup from a message reaches
+ * innerHTML.
  */
 "use strict";
 

@@ -1,6 +1,6 @@
 """A simulated SMM panel speaking API v2 over HTTP, for tests, benchmarks and the playground.
 
-Standalone: ``python -m bot.panel.sandbox --port 8081 [--key KEY] [--step-seconds N]``.
+Standalone: ``python -m playground.sandbox --port 8081 [--key KEY] [--step-seconds N]``.
 """
 
 from __future__ import annotations

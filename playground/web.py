@@ -8,7 +8,7 @@ One aiohttp application serves, on one port:
     POST /api/sandbox/speed         {"factor"}   simulated time runs `factor` × as fast
     POST /api/sandbox/advance       {"seconds"}  move simulated time forward
     POST /api/sandbox/fail-next-add {"message"?} the next order is refused with that error
-    *    /user-api/...              the emulator's user API (see bot/playground/users.py)
+    *    /user-api/...              the emulator's user API (see playground/telegram/users.py)
 
 POST bodies must be JSON (`Content-Type: application/json`): a browser cannot send that
 cross-origin without a preflight we never answer, so other web pages cannot drive the bot.
@@ -24,9 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.panel.sandbox import SandboxPanel
-from bot.playground.emulator import TelegramEmulator
-from bot.playground.users import UserApi
+from playground.sandbox import SandboxPanel
+from playground.telegram import TelegramEmulator, UserApi
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_FILES = ("app.js", "style.css")

@@ -21,9 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import ConfigError, Settings, load_settings
-from bot.panel.sandbox import SandboxPanel
-from bot.playground.emulator import TelegramEmulator
-from bot.playground.web import Group, Persona, create_app
+from playground.sandbox import SandboxPanel
+from playground.telegram import TelegramEmulator
+from playground.web import Group, Persona, create_app
 
 log = logging.getLogger(__name__)
 

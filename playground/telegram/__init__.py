@@ -1,0 +1,32 @@
+"""An offline Telegram: a Bot API emulator with a scriptable user side, for tests and demos."""
+
+from playground.telegram.errors import ApiError
+from playground.telegram.html import parse_html, utf16_length
+from playground.telegram.limits import RateLimits
+from playground.telegram.server import TelegramEmulator
+from playground.telegram.state import BotError, BotRequest, EmulatorStats
+from playground.telegram.users import (
+    Button,
+    CallbackAnswer,
+    ChatLog,
+    ChatUser,
+    Message,
+    UserApi,
+)
+
+__all__ = [
+    "ApiError",
+    "BotError",
+    "BotRequest",
+    "Button",
+    "CallbackAnswer",
+    "ChatLog",
+    "ChatUser",
+    "EmulatorStats",
+    "Message",
+    "RateLimits",
+    "TelegramEmulator",
+    "UserApi",
+    "parse_html",
+    "utf16_length",
+]
