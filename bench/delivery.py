@@ -26,12 +26,12 @@ from aiogram.methods import Response, SendMessage, TelegramMethod
 from aiogram.methods.base import TelegramType
 
 from bench.measure import median
-from bench.recording import TOKEN
 from bot.app import create_bot
 from bot.config import Settings
 from bot.outbox import OutboxSender
 from migrations import upgrade_database
 from playground.telegram import RateLimits, TelegramEmulator
+from playground.telegram.recording import TOKEN
 from storage import outbox
 from storage.db import create_engine, create_session_factory
 

@@ -33,13 +33,13 @@ from bench.panel_process import (
     stored_state,
 )
 from bench.profiling import ProfileSummary, profiled
-from bench.recording import TOKEN
 from bot.config import Settings
 from bot.i18n import create_i18n
 from bot.panel.client import PanelClient
 from bot.panel.models import OrderStatusResult
 from bot.poller import Poller
 from migrations import upgrade_database
+from playground.telegram.recording import TOKEN
 from storage.db import create_engine, create_session_factory
 from storage.models import Chat, Order, OutboxMessage, SubmissionState, User
 

@@ -26,13 +26,13 @@ from sqlalchemy import event, insert, select
 
 from bench.measure import Clock, median
 from bench.profiling import ProfileSummary, profiled
-from bench.recording import BOT_USER, TOKEN, RecordingSession, recording_bot
 from bot.app import Services, create_dispatcher, create_services
 from bot.catalog import CatalogSnapshot
 from bot.config import Settings
 from bot.panel.models import Service
 from handlers.callbacks import ServicePick, ServicesPage
 from playground.sandbox import SandboxPanel, generate_catalog
+from playground.telegram.recording import BOT_USER, TOKEN, RecordingSession, recording_bot
 from storage.models import Chat, Order, SubmissionState, User
 
 # One customer's conversation, in order; every step is valid after the one before it.

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.types import TelegramObject
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import Settings, load_settings
@@ -33,6 +35,19 @@ class BotUnderTest:
     bot: Bot | None = None
     dispatcher: Dispatcher | None = None
     _polling: asyncio.Task[None] | None = field(default=None, repr=False)
+    in_flight: int = 0  # updates the dispatcher is handling right now
+
+    async def _count_in_flight(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        self.in_flight += 1
+        try:
+            return await handler(event, data)
+        finally:
+            self.in_flight -= 1
 
     def user(self, user_id: int, name: str = "User", language: str = "en") -> ChatUser:
         return self.emulator.user(user_id, first_name=name, language_code=language)
@@ -41,6 +56,8 @@ class BotUnderTest:
         self.services = await create_services(self.settings)
         self.bot = create_bot(self.settings)
         self.dispatcher = create_dispatcher(self.services)
+        self.dispatcher.update.outer_middleware(self._count_in_flight)
+        self.emulator.bot_is_busy = lambda: self.in_flight > 0
         self._polling = asyncio.create_task(
             self.dispatcher.start_polling(
                 self.bot, handle_signals=False, close_bot_session=False, polling_timeout=1

@@ -25,9 +25,9 @@ from aiogram.methods import (
 )
 from aiogram.types import Chat, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update, User
 
-from bench.recording import BOT_USER, RecordingSession, recording_bot
 from bot.app import Services, create_dispatcher, create_services
 from bot.config import Settings, load_settings
+from playground.telegram.recording import BOT_USER, RecordingSession, recording_bot
 
 ADMIN = 1000
 ALICE = 1001

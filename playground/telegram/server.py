@@ -117,6 +117,9 @@ class TelegramEmulator:
         self._change = asyncio.Event()
         self._inflight = 0
         self._last_activity = time.monotonic()
+        # Set by a harness that runs the bot in this process: True while it still handles an
+        # update. A press answered up front ("Placing your order…") is not the end of its work.
+        self.bot_is_busy: Callable[[], bool] | None = None
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self._methods: dict[str, tuple[str, MethodHandler]] = {
@@ -428,10 +431,14 @@ class TelegramEmulator:
             raise AssertionError(f"the bot did not settle within {timeout:g} s")
 
     def quiet_seconds(self) -> float:
-        """How long the bot has been idle: 0 while a request runs or an update waits for it."""
+        """How long the bot has been idle: 0 while a request runs, an update waits for it, or
+        (when the harness can tell) its handlers are still at work."""
         if self._inflight or any(
             b.has_polled and b.has_undelivered() for b in self._bots.values()
         ):
+            return 0.0
+        if self.bot_is_busy is not None and self.bot_is_busy():
+            self._last_activity = time.monotonic()
             return 0.0
         return time.monotonic() - self._last_activity
 
