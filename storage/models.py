@@ -31,6 +31,9 @@ NAMING = {
 }
 
 
+CURRENCY_LENGTH = 16  # the panel layer accepts shorter plain tokens only
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
@@ -96,7 +99,7 @@ class Order(Base):
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     # A snapshot of the service as it was offered, so later catalog changes alter nothing here.
-    service_id: Mapped[int] = mapped_column(Integer)
+    service_id: Mapped[int] = mapped_column(BigInteger)
     service_name: Mapped[str] = mapped_column(String(512))
     service_type: Mapped[str] = mapped_column(String(64))
     service_rate: Mapped[Decimal]
@@ -104,14 +107,14 @@ class Order(Base):
     can_refill: Mapped[bool] = mapped_column(Boolean, default=False)
     can_cancel: Mapped[bool] = mapped_column(Boolean, default=False)
     link: Mapped[str | None] = mapped_column(Text)
-    quantity: Mapped[int | None] = mapped_column(Integer)
+    quantity: Mapped[int | None] = mapped_column(BigInteger)  # the form accepts 18 digits
     runs: Mapped[int | None] = mapped_column(Integer)
     interval: Mapped[int | None] = mapped_column(Integer)
     # Type-specific fields of `add` (comments, usernames, answer_number, subscription fields…).
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     price: Mapped[Decimal]
     charge: Mapped[Decimal | None]
-    currency: Mapped[str] = mapped_column(String(8), default="USD")
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH), default="USD")
     state: Mapped[str] = mapped_column(String(24), default=SubmissionState.DRAFT)
     error: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(String(32))  # the panel's status

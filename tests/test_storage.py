@@ -35,23 +35,42 @@ async def test_sqlite_pragmas(sqlite_url: str) -> None:
     await engine.dispose()
 
 
-async def _draft(session: AsyncSession, chat_id: int = 10, price: str = "0.90") -> int:
+async def _draft(
+    session: AsyncSession, chat_id: int = 10, price: str = "0.90", **values: object
+) -> int:
     await people.remember_chat(session, chat_id, "private", None)
     await people.remember_user(session, chat_id, "u", "U", "en")
     order = await orders.create_draft(
         session,
         chat_id=chat_id,
         user_id=chat_id,
-        service_id=1448,
         service_name="Followers",
         service_type="Default",
         service_rate=Decimal("0.90"),
         link="https://instagram.com/x",
-        quantity=1000,
         price=Decimal(price),
-        currency="USD",
+        **({"service_id": 1448, "quantity": 1000, "currency": "USD"} | values),
     )
     return order.id
+
+
+async def test_an_order_holds_what_the_form_and_the_panel_accept(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """PostgreSQL's INTEGER ended at 2**31: a quantity of 3,000,000,000 failed the draft."""
+    big = 999_999_999_999_999_999  # 18 digits, the most the form accepts
+    async with sessions() as session, session.begin():
+        order_id = await _draft(
+            session, quantity=big, service_id=3_000_000_000, currency="USDT-TRC20"
+        )
+    async with sessions() as session:
+        order = await orders.get_order(session, order_id)
+        assert order is not None
+        assert (order.quantity, order.service_id, order.currency) == (
+            big,
+            3_000_000_000,
+            "USDT-TRC20",
+        )
 
 
 async def test_money_reads_back_exactly(sessions: async_sessionmaker[AsyncSession]) -> None:
