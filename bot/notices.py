@@ -328,3 +328,19 @@ def out_of_funds_alert(order: Order, _: Translate) -> str:
     return _(
         "💸 An order of {price} was refused: not enough funds on the panel. Top up the balance."
     ).format(price=format_money(order.price, order.currency))
+
+
+def service_changed_text(order: Order, _: Translate) -> str:
+    return _(
+        "The service of your order ({service}) changed on the panel while the order waited "
+        "for approval (its price, type or name), so nothing was ordered. Send /order to see "
+        "it as it is now."
+    ).format(service=html.escape(order.service_name))
+
+
+def late_placement_alert(order: Order, _: Translate) -> str:
+    return _(
+        "⚠️ Order ref. {ref} ({service}) was placed on the panel after all, as order {id}, "
+        "after it had been given up on. Its status is followed from now on, and its chat has "
+        "been told."
+    ).format(ref=order.id, service=html.escape(order.service_name), id=order.panel_order_id)

@@ -9,14 +9,14 @@ announce it (to the admins, or to the customer after an admin's decision).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,6 +62,8 @@ REFILLABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
 APPROVAL_REQUEST = "approval_request"
 DECISION = "approval"
 ADMIN_ALERT = "admin"
+
+SERVICE_CHANGED = "the service changed on the panel before the order was approved"
 
 
 class Outcome(enum.StrEnum):
@@ -114,7 +116,7 @@ class Ordering:
         self._currency: tuple[str, float] | None = None
         # One confirmation per user at a time in this process, so two drafts confirmed at
         # once cannot both pass the daily limit (SQLite reads take no lock).
-        self._confirming: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._confirming = UserLocks()
 
     # --- money ---------------------------------------------------------------------------
 
@@ -172,7 +174,7 @@ class Ordering:
 
         Only the user who filled the form may confirm it (in a group, others see it as gone).
         """
-        async with self._confirming[user_id]:
+        async with self._confirming.hold(user_id):
             return await self._confirm(chat_id, user_id, order_id, is_admin=is_admin)
 
     async def _confirm(
@@ -234,12 +236,7 @@ class Ordering:
             snapshot = await self._catalog.get()
         except (PanelError, PanelUnavailable):
             return False  # the stored snapshot is what the user saw; `add` itself will tell
-        service = snapshot.service(order.service_id)
-        return service is None or (service.rate, service.type, service.name) != (
-            order.service_rate,
-            order.service_type,
-            order.service_name,
-        )
+        return _differs(order, snapshot.service(order.service_id))
 
     async def drop_draft(self, chat_id: int, user_id: int, order_id: int) -> bool:
         async with self._sessions() as session, session.begin():
@@ -255,7 +252,15 @@ class Ordering:
             )
 
     async def decide(self, order_id: int, admin_id: int, *, approve: bool) -> Placement:
-        """An admin's decision on an order waiting for approval; the first decision wins."""
+        """An admin's decision on an order waiting for approval; the first decision wins.
+
+        An approval checks a fresh catalog first: an order that waited hours is placed only on
+        the terms (rate, type, name) its customer agreed to.
+        """
+        if approve:
+            changed = await self._changed_since_request(order_id, admin_id)
+            if changed is not None:
+                return changed
         target = SubmissionState.SUBMITTING if approve else SubmissionState.REJECTED
         async with self._sessions() as session, session.begin():
             won = await order_store.move_state(
@@ -283,6 +288,42 @@ class Ordering:
         return await self._submit(
             order_id, back_to=SubmissionState.AWAITING_APPROVAL, decided=True
         )
+
+    async def _changed_since_request(self, order_id: int, admin_id: int) -> Placement | None:
+        """None when the order may be placed as requested; otherwise what the approval did:
+        nothing at all (the catalog cannot be read now), or the order failed because its
+        service changed — and its customer is told, in the same transaction."""
+        async with self._sessions() as session:
+            order = await order_store.get_order(session, order_id)
+        if order is None or order.state != SubmissionState.AWAITING_APPROVAL:
+            return None  # the compare-and-set that follows says what happened
+        if self._catalog is None:
+            return None
+        try:
+            snapshot = await self._catalog.refresh()
+        except (PanelError, PanelUnavailable):
+            return Placement(Outcome.UNAVAILABLE, order)
+        if not _differs(order, snapshot.service(order.service_id)):
+            return None
+        async with self._sessions() as session, session.begin():
+            moved = await order_store.move_state(
+                session,
+                order_id,
+                expected=[SubmissionState.AWAITING_APPROVAL],
+                to=SubmissionState.FAILED,
+                error=SERVICE_CHANGED,
+                decided_by=admin_id,
+            )
+            current = await order_store.get_order(session, order_id)
+            if not moved or current is None:
+                return Placement(Outcome.TAKEN, current)
+            await self._notifier.tell(
+                session,
+                [order.chat_id],
+                functools.partial(notices.service_changed_text, current),
+                kind=DECISION,
+            )
+        return Placement(Outcome.CHANGED, current)
 
     async def _needs_approval(
         self, session: AsyncSession, order: Order, *, is_admin: bool
@@ -392,21 +433,42 @@ class Ordering:
         outcome reported is what the database now holds.
 
         An answer that comes after a slow panel may find the order already marked unknown (the
-        poller's guard against crashed submissions): the panel's answer is better knowledge.
+        poller's guard against interrupted submissions), or failed by an admin who found nothing
+        on the panel yet: the panel's answer is better knowledge. A late id is announced to the
+        admins and the customer, who may have been told otherwise.
         """
-        expected = [SubmissionState.SUBMITTING]
-        if state in (SubmissionState.PLACED, SubmissionState.FAILED):
-            expected.append(SubmissionState.UNKNOWN)
         async with self._sessions() as session, session.begin():
             moved = await order_store.move_state(
-                session, order_id, expected=expected, to=state, **values
+                session, order_id, expected=[SubmissionState.SUBMITTING], to=state, **values
             )
+            late = False
+            if not moved and state in _LATE_ANSWER_WINS_OVER:
+                late = await order_store.move_state(
+                    session, order_id, expected=_LATE_ANSWER_WINS_OVER[state], to=state, **values
+                )
             order = await order_store.get_order(session, order_id)
             assert order is not None
             if moved:
                 await self._announce_end(session, order, decided=decided)
+            elif late and state == SubmissionState.PLACED:
+                await self._announce_late_placement(session, order)
         outcome = _OUTCOME_OF_STATE.get(SubmissionState(order.state), Outcome.FAILED)
         return Placement(outcome, order, error=order.error)
+
+    async def _announce_late_placement(self, session: AsyncSession, order: Order) -> None:
+        log.warning("order %s: the panel placed it late, as %s", order.id, order.panel_order_id)
+        await self._notifier.tell_admins(
+            session, functools.partial(notices.late_placement_alert, order), kind=ADMIN_ALERT
+        )
+        panel_order_id = order.panel_order_id or 0
+        await self._notifier.tell(
+            session,
+            [order.chat_id],
+            lambda _: notices.order_confirmed_text(
+                _, order_id=order.id, panel_order_id=panel_order_id
+            ),
+            kind=DECISION,
+        )
 
     async def _announce_end(self, session: AsyncSession, order: Order, *, decided: bool) -> None:
         """What the end of a placement tells: admins of an unknown outcome or of a panel out of
@@ -470,7 +532,7 @@ class Ordering:
         order = await self.find(chat_id, order_id)
         if order is None or order.panel_order_id is None:
             raise OrderActionError("not_found")
-        if order.user_id != member.user_id and not member.is_admin:
+        if not may_act_on(order, member):
             raise OrderActionError("not_yours")
         return order, order.panel_order_id
 
@@ -505,10 +567,10 @@ class Ordering:
         result = results.get(panel_order_id)
         if result is None or not result.ok:
             raise OrderActionError("panel_refused", result.error if result else None)
-        # The panel's own status follows; poll it soon rather than at the order's usual pace.
         async with self._sessions() as session, session.begin():
-            await order_store.poll_soon(session, order.id)
-        return order
+            await order_store.record_cancel_requested(session, order.id)
+            cancelled = await order_store.get_order(session, order.id)
+        return cancelled or order
 
     async def refills_of(self, chat_id: int, order_id: int) -> list[Refill]:
         async with self._sessions() as session:
@@ -516,6 +578,68 @@ class Ordering:
             if order is None:
                 return []
             return list(await order_store.order_refills(session, order.id))
+
+
+def may_act_on(order: Order, member: Access) -> bool:
+    """Refill and cancel are for the order's own user, or an admin (in the owning chat)."""
+    return order.user_id == member.user_id or member.is_admin
+
+
+async def give_up_interrupted_submissions(
+    sessions: async_sessionmaker[AsyncSession], notifier: Notifier, started_before: datetime
+) -> list[int]:
+    """Orders left in `submitting` since before `started_before` by a process that stopped
+    during `add`: now `unknown` (never sent again), with the admins and the customer told, in
+    one transaction. Their ids."""
+    async with sessions.begin() as session:
+        given_up = await order_store.mark_interrupted_submissions_unknown(session, started_before)
+        for order_id in given_up:
+            order = await order_store.get_order(session, order_id)
+            if order is None:
+                continue
+            log.warning("order %d was interrupted during add: marked unknown", order_id)
+            alert = functools.partial(notices.unknown_outcome_alert, order)
+            await notifier.tell_admins(session, alert, kind=ADMIN_ALERT)
+            await notifier.tell(
+                session, [order.chat_id], notices.unknown_outcome_text, kind=DECISION
+            )
+    return given_up
+
+
+def _differs(order: Order, service: Service | None) -> bool:
+    """The panel no longer offers what the order's summary showed (gone, or another rate, type
+    or name): `add` would order something else than what was agreed."""
+    return service is None or (service.rate, service.type, service.name) != (
+        order.service_rate,
+        order.service_type,
+        order.service_name,
+    )
+
+
+class UserLocks:
+    """One lock per user, kept only while someone holds or waits for it (100,000 users who
+    confirmed once leave nothing behind)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user_id: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(user_id, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[user_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            _, users = self._locks[user_id]
+            if users == 1:
+                del self._locks[user_id]
+            else:
+                self._locks[user_id] = (lock, users - 1)
 
 
 def _placed_told(order: Order, _: Translate) -> str:
@@ -529,6 +653,12 @@ def _unknown_told(order: Order, _: Translate) -> str:
 def _failed_told(order: Order, _: Translate) -> str:
     return notices.panel_refusal(order.error, _)
 
+
+# A panel answer that arrives after the order was given up on (see `_finish`).
+_LATE_ANSWER_WINS_OVER: dict[SubmissionState, list[SubmissionState]] = {
+    SubmissionState.PLACED: [SubmissionState.UNKNOWN, SubmissionState.FAILED],
+    SubmissionState.FAILED: [SubmissionState.UNKNOWN],
+}
 
 # What the customer is told when an approved order's placement ends.
 _TOLD_AFTER_APPROVAL: dict[SubmissionState, Callable[[Order, Translate], str]] = {

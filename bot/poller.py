@@ -22,6 +22,8 @@ from bot.announcements import OrderChange, StatusAnnouncer
 from bot.config import Settings
 from bot.leases import process_owner_id
 from bot.notices import Translations
+from bot.notify import Notifier
+from bot.ordering import give_up_interrupted_submissions
 from bot.panel.client import BATCH_SIZE, PanelClient
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import OrderStatusResult, RefillStatusResult, is_terminal_refill_status
@@ -34,7 +36,7 @@ from bot.status import (
     next_poll_time,
     plan_update,
 )
-from storage import orders, polling
+from storage import polling
 from storage.db import utcnow
 from storage.polling import DueOrder, DueRefill
 
@@ -151,7 +153,7 @@ class Poller:
         """One cycle: every due order and refill, then (now and then) the panel balance."""
         async with self._cycle:
             report = PollReport()
-            await self._settle_interrupted_submissions()
+            report.messages += await self._settle_interrupted_submissions()
             try:
                 await self._poll_orders(report)
                 await self._poll_refills(report)
@@ -168,15 +170,16 @@ class Poller:
                 log.debug("poll cycle: %s", report)
             return report
 
-    async def _settle_interrupted_submissions(self) -> None:
-        """A crash during `add` leaves a draft in `submitting`; past any timeout it is unknown."""
+    async def _settle_interrupted_submissions(self) -> int:
+        """A crash during `add` leaves a draft in `submitting`; past the longest an `add` can
+        take (its queue included), it is unknown. How many orders that gave up (each wrote
+        messages for the sender to deliver)."""
         grace = timedelta(seconds=SUBMISSION_GRACE + 2 * self._settings.panel_timeout)
-        async with self._sessions.begin() as session:
-            interrupted = await orders.mark_interrupted_submissions_unknown(
-                session, self._clock() - grace
-            )
-        for order_id in interrupted:
-            log.warning("order %d was interrupted during add: marked unknown", order_id)
+        notifier = Notifier(self._settings, self._i18n)
+        given_up = await give_up_interrupted_submissions(
+            self._sessions, notifier, self._clock() - grace
+        )
+        return len(given_up)
 
     # --- orders -------------------------------------------------------------------------------
 

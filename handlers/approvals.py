@@ -57,6 +57,11 @@ def _decision_screen(placement: Placement, admin: User) -> str:
             "The panel is not answering right now, so nothing was ordered; the order still "
             "waits for approval. Try again in a minute."
         )
+    if placement.outcome == Outcome.CHANGED:
+        return _(
+            "The service changed on the panel since this order was requested (its price, type "
+            "or name), so nothing was ordered. The customer has been told."
+        )
     if placement.outcome == Outcome.UNKNOWN:
         return _("Approved by {admin}, but the panel did not confirm it: see /unknown.").format(
             admin=who

@@ -214,6 +214,14 @@ def _action(text: str, action: OrderStep, order: Order, by: int) -> InlineKeyboa
     return InlineKeyboardButton(text=text, callback_data=data.pack())
 
 
+def cancel_question(order: Order, by: int) -> InlineKeyboardMarkup:
+    """ "Cancel order #N?": only Yes calls the panel; No shows the card again."""
+    return _two(
+        _action(_("Yes"), OrderStep.CANCEL_YES, order, by),
+        _action(_("No"), OrderStep.SHOW, order, by),
+    )
+
+
 def fresh_start(by: int) -> InlineKeyboardMarkup:
     """What a stale menu offers instead: a new order, or the list of orders."""
     return InlineKeyboardMarkup(

@@ -19,7 +19,7 @@ from bot.access import Access
 from bot.catalog import Catalog, CatalogSnapshot
 from bot.config import Settings
 from bot.forms import DELAY_CHOICES, Field, FormError, next_field, steps_for, validate_field
-from bot.ordering import Ordering, Outcome, Placement
+from bot.ordering import Ordering, Outcome, Placement, SubmissionState
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
 from handlers import keyboards, texts
@@ -373,8 +373,36 @@ def _button_answer(field: Field | None, pressed: FormAction) -> object:
     return _NO_ANSWER
 
 
+async def _drop_summary(
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    state: FSMContext,
+    ordering: Ordering,
+    order_id: int,
+) -> bool:
+    """Drop the summary's draft; False when it was no longer a draft (confirmed at the same
+    moment, on another device or instance): then the order's real state is shown instead."""
+    if await ordering.drop_draft(message.chat.id, query.from_user.id, order_id):
+        return True
+    order = await ordering.find(message.chat.id, order_id)
+    if order is None or order.state == SubmissionState.CANCELED:
+        return True  # gone already: leaving it is all there is to do
+    if order.state == SubmissionState.SUBMITTING:
+        # The Confirm that took it edits this message when the panel answers.
+        callback_answer.text = _("This order is being placed right now.")
+        callback_answer.show_alert = True
+        return False
+    await state.clear()
+    refills = await ordering.refills_of(message.chat.id, order.id)
+    card = keyboards.order_card(order, query.from_user.id)
+    await replace(query, texts.order_card(order, refills), card)
+    return False
+
+
 async def step_back(
     query: CallbackQuery,
+    callback_answer: CallbackAnswer,
     message: Message,
     state: FSMContext,
     catalog: Catalog,
@@ -382,8 +410,11 @@ async def step_back(
     settings: Settings,
 ) -> None:
     data = await state.get_data()
-    if await state.get_state() == OrderForm.confirming and data.get("order"):
-        await ordering.drop_draft(message.chat.id, query.from_user.id, int(data["order"]))
+    on_summary = await state.get_state() == OrderForm.confirming and data.get("order")
+    if on_summary and not await _drop_summary(
+        query, callback_answer, message, state, ordering, int(data["order"])
+    ):
+        return
     service, answers = await _form(state, catalog)
     if service is None:
         await _service_gone(message, state)
@@ -403,11 +434,17 @@ async def step_back(
 
 
 async def cancel_form(
-    query: CallbackQuery, message: Message, state: FSMContext, ordering: Ordering
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    state: FSMContext,
+    ordering: Ordering,
 ) -> None:
     data = await state.get_data()
-    if data.get("order"):
-        await ordering.drop_draft(message.chat.id, query.from_user.id, int(data["order"]))
+    if data.get("order") and not await _drop_summary(
+        query, callback_answer, message, state, ordering, int(data["order"])
+    ):
+        return
     await state.clear()
     await replace(query, _("Order cancelled. Send /order to start again."))
 
@@ -418,15 +455,14 @@ async def cancel_form(
 async def drop_draft(
     query: CallbackQuery,
     callback_data: DraftAction,
+    callback_answer: CallbackAnswer,
     message: Message,
     state: FSMContext,
     ordering: Ordering,
 ) -> None:
-    if await ordering.drop_draft(message.chat.id, query.from_user.id, callback_data.order):
+    if await _drop_summary(query, callback_answer, message, state, ordering, callback_data.order):
         await state.clear()
         await replace(query, _("Order cancelled. Send /order to start again."))
-    else:
-        await drop_buttons(query)
 
 
 async def confirm_draft(

@@ -20,7 +20,7 @@ from bot import notices
 from bot.access import Access
 from bot.config import Settings
 from bot.ids import parse_id
-from bot.ordering import Order, OrderActionError, Ordering
+from bot.ordering import Order, OrderActionError, Ordering, may_act_on
 from handlers import keyboards, texts
 from handlers.callbacks import OrderAction, OrdersPage, OrderStep
 from handlers.filters import MayOrder, MenuButton, PressedOn
@@ -161,6 +161,27 @@ async def show_order(
     await replace(query, text, markup)
 
 
+async def ask_to_cancel(
+    query: CallbackQuery,
+    callback_data: OrderAction,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    ordering: Ordering,
+    access: Access,
+) -> None:
+    """One tap must not cancel an order: ask first, with the card kept for context."""
+    order = await ordering.find(message.chat.id, callback_data.order)
+    if order is None or not may_act_on(order, access):
+        refusal = _action_error(OrderActionError("not_yours" if order else "not_found"))
+        callback_answer.text = refusal
+        callback_answer.show_alert = True
+        return
+    refills = await ordering.refills_of(message.chat.id, order.id)
+    question = _("Cancel order {ident}?").format(ident=notices.order_ident(order, _))
+    text = f"{texts.order_card(order, refills)}\n\n<b>{question}</b>"
+    await replace(query, text, keyboards.cancel_question(order, callback_data.by))
+
+
 async def act_on_order(
     query: CallbackQuery,
     callback_data: OrderAction,
@@ -177,20 +198,22 @@ async def act_on_order(
     notice = ""
     if callback_data.action == OrderStep.REFILL:
         notice = await _request_refill(ordering, chat_id, order, access)
-    elif callback_data.action in (OrderStep.CANCEL, OrderStep.CANCEL_YES):
-        notice = await _cancel(ordering, chat_id, order, access)
+    elif callback_data.action == OrderStep.CANCEL_YES:
+        order, notice = await _cancel(ordering, chat_id, order, access)
     else:
         order = await ordering.refresh(chat_id, order.id) or order
     text, markup = await _card(ordering, chat_id, order, callback_data.by)
     await replace(query, f"{text}\n\n{notice}" if notice else text, markup)
 
 
-async def _cancel(ordering: Ordering, chat_id: int, order: Order, access: Access) -> str:
+async def _cancel(
+    ordering: Ordering, chat_id: int, order: Order, access: Access
+) -> tuple[Order, str]:
     try:
-        await ordering.cancel_order(chat_id, order.id, access)
+        cancelled = await ordering.cancel_order(chat_id, order.id, access)
     except OrderActionError as error:
-        return _action_error(error)
-    return _("🛑 Cancellation requested. I will tell you when the panel confirms it.")
+        return order, _action_error(error)
+    return cancelled, _("🛑 Cancellation requested. I will tell you when the panel confirms it.")
 
 
 def create_router() -> Router:
@@ -203,6 +226,7 @@ def create_router() -> Router:
     router.message.register(status_command, Command("status"))
     router.message.register(refill_command, Command("refill"))
     router.callback_query.register(show_order, OrderAction.filter(F.action == OrderStep.SHOW))
+    router.callback_query.register(ask_to_cancel, OrderAction.filter(F.action == OrderStep.CANCEL))
     router.callback_query.register(
         act_on_order, OrderAction.filter(F.action == OrderStep.REFRESH), flags=REFRESHING
     )

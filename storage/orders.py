@@ -157,12 +157,13 @@ async def order_refills(session: AsyncSession, order_id: int) -> Sequence[Refill
     return result.scalars().all()
 
 
-async def poll_soon(session: AsyncSession, order_id: int) -> None:
-    """Make an order due for the poller now (after a cancel, the panel's status follows)."""
+async def record_cancel_requested(session: AsyncSession, order_id: int) -> None:
+    """The panel accepted a cancel: it cannot be asked again, and the poller looks now (the
+    panel's own status follows)."""
     await session.execute(
         update(Order)
         .where(Order.id == order_id)
-        .values(poll_active=True, next_poll_at=utcnow())
+        .values(can_cancel=False, poll_active=True, next_poll_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 

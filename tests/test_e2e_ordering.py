@@ -191,8 +191,15 @@ async def test_card_refresh_refill_and_cancel(running_bot: BotUnderTest) -> None
     assert "23501" in listing.text
     card = await alice.press("#23501")
     assert "Refresh" in str(card.buttons) and "Cancel order" in str(card.buttons)
-    cancelled = await alice.press("Cancel order")
+    question = await alice.press("Cancel order")
+    assert "Cancel order #23501?" in question.text
+    assert "cancel" not in running_bot.sandbox.actions()  # one tap never cancels
+    kept = await alice.press("No")
+    assert "Cancel order" in str(kept.buttons) and "cancel" not in running_bot.sandbox.actions()
+    await alice.press("Cancel order")
+    cancelled = await alice.press("Yes")
     assert "Cancellation requested" in cancelled.text
+    assert "Cancel order" not in str(cancelled.buttons)  # the panel accepted it: asked once
     assert running_bot.sandbox.orders[23501].status == "Canceled"
 
     await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
