@@ -328,6 +328,13 @@ class SandboxPanel:
         self._services.pop(service_id, None)
         self._raw_catalog = [s for s in self._raw_catalog if int(s["service"]) != service_id]
 
+    def set_rate(self, service_id: int, rate: str) -> None:
+        """Change a service's price, as a provider does (the next `services` answer shows it)."""
+        for raw in self._raw_catalog:
+            if int(raw["service"]) == service_id:
+                raw["rate"] = rate
+        self._services = {s.id: s for s in read_services(self._raw_catalog)}
+
     @property
     def balance(self) -> Decimal:
         self._settle()

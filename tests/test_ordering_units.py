@@ -3,7 +3,9 @@ together or not at all (no Telegram here: the service alone, on the sandbox pane
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,11 @@ import pytest
 
 from bot import notices
 from bot.notices import Translate
-from bot.notify import Keyboard
-from bot.ordering import Ordering, Outcome
+from bot.notify import Keyboard, Notifier
+from bot.ordering import Ordering, Outcome, UserLocks, give_up_interrupted_submissions
 from handlers.keyboards import NoticeKeyboards
-from storage import outbox
+from storage import orders, outbox
+from storage.db import utcnow
 from storage.models import Order, SubmissionState
 from tests.rig import ADMIN, ALICE, Rig
 
@@ -126,3 +129,93 @@ async def test_an_approved_order_tells_its_customer_with_the_placement(rig: Rig)
     state, [told] = await state_and_queue(rig, order.id)
     assert state == SubmissionState.PLACED
     assert told.chat_id == ALICE and "Order placed" in told.text
+
+
+async def clear_outbox(rig: Rig) -> None:
+    async with rig.services.sessions.begin() as session:
+        for row in await outbox.pending(session):
+            await outbox.drop(session, row.id)
+
+
+async def test_an_approval_does_not_place_an_order_whose_service_changed(rig: Rig) -> None:
+    ordering = rig.services.ordering
+    order = await draft(ordering, rig)
+    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
+    await clear_outbox(rig)
+    sandbox = rig.services.sandbox
+    assert sandbox is not None
+    sandbox.set_rate(FOLLOWERS, "1.80")  # the panel doubled the price while it waited
+
+    decided = await ordering.decide(order.id, ADMIN, approve=True)
+    assert decided.outcome == Outcome.CHANGED
+    assert "add" not in sandbox.actions()
+    state, [told] = await state_and_queue(rig, order.id)
+    assert state == SubmissionState.FAILED
+    assert told.chat_id == ALICE and "nothing was ordered" in told.text
+    again = await ordering.decide(order.id, ADMIN, approve=True)
+    assert again.outcome == Outcome.TAKEN and "add" not in sandbox.actions()
+
+
+async def test_a_late_panel_id_wins_over_an_order_given_up_on(rig: Rig) -> None:
+    """The guard marked it unknown and an admin, finding nothing yet, marked it failed; then
+    the slow `add` answers with an id: the order is placed and everyone is told."""
+    ordering = rig.services.ordering
+    order = await draft(ordering, rig)
+    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
+    await clear_outbox(rig)
+    sandbox = rig.services.sandbox
+    assert sandbox is not None
+    sandbox.delay_next("add", 1.0)
+    approving = asyncio.create_task(ordering.decide(order.id, ADMIN, approve=True))
+    await wait_for_state(rig, order.id, SubmissionState.SUBMITTING)
+    async with rig.services.sessions.begin() as session:
+        await orders.mark_interrupted_submissions_unknown(session, utcnow() + timedelta(1))
+    await rig.services.reconciliation.mark_failed(order.id, admin_id=ADMIN)
+    await clear_outbox(rig)
+
+    placed = await approving
+    assert placed.outcome == Outcome.PLACED
+    state, queued = await state_and_queue(rig, order.id)
+    assert state == SubmissionState.PLACED
+    alerts = [row for row in queued if row.chat_id in (ADMIN, 1003)]
+    assert len(alerts) == 2 and all("placed on the panel after all" in a.text for a in alerts)
+    assert [row.chat_id for row in queued if "is confirmed" in row.text] == [ALICE]
+
+
+async def test_an_interrupted_submission_tells_the_admins_and_the_customer(rig: Rig) -> None:
+    ordering = rig.services.ordering
+    order = await draft(ordering, rig)
+    async with rig.services.sessions.begin() as session:
+        await orders.move_state(
+            session, order.id, expected=[SubmissionState.DRAFT], to=SubmissionState.SUBMITTING
+        )
+    notifier = Notifier(rig.services.settings, rig.services.i18n)
+    given_up = await give_up_interrupted_submissions(
+        rig.services.sessions, notifier, utcnow() + timedelta(seconds=1)
+    )
+    assert given_up == [order.id]
+    state, queued = await state_and_queue(rig, order.id)
+    assert state == SubmissionState.UNKNOWN
+    assert sorted(row.chat_id for row in queued) == [ADMIN, ALICE, 1003]
+
+
+async def test_confirmation_locks_are_freed(rig: Rig) -> None:
+    locks = UserLocks()
+    async with locks.hold(1), locks.hold(2):
+        assert len(locks) == 2
+    waiting = [asyncio.create_task(_hold_briefly(locks, 7)) for _ in range(5)]
+    await asyncio.gather(*waiting)
+    assert len(locks) == 0
+
+
+async def _hold_briefly(locks: UserLocks, user_id: int) -> None:
+    async with locks.hold(user_id):
+        await asyncio.sleep(0)
+
+
+async def wait_for_state(rig: Rig, order_id: int, state: str) -> None:
+    for _ in range(200):
+        if (await state_and_queue(rig, order_id))[0] == state:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"order {order_id} never reached {state}")
