@@ -205,6 +205,34 @@ class Poller:
         answers: dict[int, OrderStatusResult],
         report: PollReport,
     ) -> None:
+        """Write the batch in one transaction; should that fail (an answer the database cannot
+        hold), write its orders one by one, so one bad item costs only its own order."""
+        try:
+            await self._store_batch(batch, answers, report)
+        except Exception:  # the whole batch rolled back: nothing of it was written
+            log.warning("writing %d status answers failed; one by one now", len(batch))
+            for order in batch:
+                await self._store_alone(order, answers, report)
+
+    async def _store_alone(
+        self, order: DueOrder, answers: dict[int, OrderStatusResult], report: PollReport
+    ) -> None:
+        try:
+            await self._store_batch([order], answers, report)
+        except Exception:
+            log.error("order %d: its status answer cannot be stored; asked again later", order.id)
+            later = {next_poll_time(self._settings, order.placed_at, self._clock()): [order.id]}
+            await self._give_back(
+                lambda session, ids, owner: polling.reschedule_orders(session, later, owner),
+                [order.id],
+            )
+
+    async def _store_batch(
+        self,
+        batch: Sequence[DueOrder],
+        answers: dict[int, OrderStatusResult],
+        report: PollReport,
+    ) -> None:
         """Write every answer of the batch, and the announcements, in one transaction."""
         now = self._clock()
         outcome = _Batch()
@@ -217,7 +245,8 @@ class Poller:
             await polling.reschedule_orders(session, outcome.unchanged, self.owner)
             # A lost compare-and-set leaves our lease behind; hand it back.
             await polling.release_orders(session, (order.id for order in batch), self.owner)
-            report.messages += await self._announcer.orders(session, outcome.changes)
+            messages = await self._announcer.orders(session, outcome.changes)
+        report.messages += messages
         report.changes += len(outcome.changes)
         report.missing += len(outcome.missing)
         for order_id in outcome.missing:

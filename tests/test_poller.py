@@ -542,3 +542,39 @@ async def test_a_submission_interrupted_by_a_crash_becomes_unknown(rig: Rig) -> 
     await rig.poller().poll_once()
     assert (await load(rig.sessions, stuck)).state == SubmissionState.UNKNOWN
     assert (await load(rig.sessions, fresh)).state == SubmissionState.SUBMITTING  # still in flight
+
+
+class HostileStatuses:
+    """A panel whose status answers carry a number no column can hold, for one order only."""
+
+    def __init__(self, bad: int) -> None:
+        self.bad = bad
+
+    async def statuses(self, orders: Iterable[int]) -> dict[int, OrderStatusResult]:
+        return {
+            order: OrderStatusResult(
+                order=order,
+                status="Completed",
+                remains=10**20 if order == self.bad else 0,
+                charge=Decimal("0.90"),
+                currency="USD",
+            )
+            for order in orders
+        }
+
+    async def refill_statuses(self, refills: Iterable[int]) -> dict[int, object]:
+        return {}
+
+
+async def test_one_answer_the_database_cannot_hold_costs_only_its_own_order(rig: Rig) -> None:
+    """The parse normally refuses such a number; the write is isolated all the same."""
+    order_ids = await add_orders(rig.sessions, [7001, 7002, 7003])
+    poller = rig.poller(panel=HostileStatuses(bad=7002))
+    report = await poller.poll_once()
+    assert not report.panel_failed
+    healthy = [await load(rig.sessions, order_id) for order_id in (order_ids[0], order_ids[2])]
+    assert all(order.status == "Completed" and not order.poll_active for order in healthy)
+    stuck = await load(rig.sessions, order_ids[1])
+    assert stuck.status == "Pending" and stuck.lease_owner is None
+    assert stuck.next_poll_at is not None and stuck.next_poll_at > utcnow()  # not in a hot loop
+    assert len([m for m in await queued(rig.sessions) if m.chat_id == OWNER]) == 2
