@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     default_language: Literal["en", "fil"] = "en"
     catalog_ttl: float = Field(600.0, gt=0)
     page_size: int = Field(8, ge=3, le=20)
-    currency: str = "USD"
+    # Shown when the panel names no currency: a short plain token (it lands in HTML messages).
+    currency: str = Field("USD", pattern=r"^[A-Za-z0-9._-]{1,10}$")
     # Money guards (off when unset)
     low_balance_alert: Decimal | None = None
     max_order_price: Decimal | None = None

@@ -5,6 +5,7 @@ Amounts are ``Decimal`` from the wire to the screen; nothing here touches a floa
 
 from __future__ import annotations
 
+import html
 from decimal import Decimal
 
 _CENTS_EXPONENT = -2
@@ -27,7 +28,8 @@ def format_money(amount: Decimal, currency: str | None = None) -> str:
     exponent = significant.as_tuple().exponent
     assert isinstance(exponent, int)  # finite, checked above
     text = f"{significant:.2f}" if exponent > _CENTS_EXPONENT else f"{significant:f}"
-    return f"{text} {currency}" if currency else text
+    # The currency comes from the panel and every amount lands in HTML: escape it here, once.
+    return f"{text} {html.escape(currency)}" if currency else text
 
 
 def price_of(rate: Decimal, quantity: int, runs: int | None = None) -> Decimal:

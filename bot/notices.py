@@ -156,6 +156,7 @@ def order_not_placed_text(_: Translate, *, order_id: int) -> str:
 SHOWN_ITEM = 100
 SHOWN_LINK = 300
 SHOWN_LIST_ITEMS = 10
+SHOWN_NAME_IN_LIST = 80  # a list line or a button names a service in at most this much
 
 
 def clip(text: str, limit: int) -> str:

@@ -36,6 +36,7 @@ from handlers.states import Reconcile
 PRIVATE = F.chat.type == "private"
 GROUPS = F.chat.type.in_({"group", "supergroup"})
 UNKNOWN_SHOWN = 10  # one message each; the rest after these are settled
+SHOWN_STATUSES = 12
 
 
 # --- /balance -------------------------------------------------------------------------------
@@ -70,11 +71,16 @@ def stats_text(stats: StatsReport, currency: str) -> str:
     if not stats.by_state:
         lines.append("• " + _("no orders yet"))
     if stats.by_status:
+        # A panel may invent statuses: the most common ones, so the message stays one message.
+        common = sorted(stats.by_status.items(), key=lambda item: (-item[1], item[0]))
         lines += ["", _("Placed orders by panel status:")]
         lines += [
             f"• {notices.status_label(status or None, _)}: {count}"
-            for status, count in sorted(stats.by_status.items())
+            for status, count in common[:SHOWN_STATUSES]
         ]
+        if len(common) > SHOWN_STATUSES:
+            rest = sum(count for _status, count in common[SHOWN_STATUSES:])
+            lines.append("• " + _("other statuses: {count}").format(count=rest))
     lines += [
         "",
         _("Spent today (UTC): {amount}").format(amount=_spend(stats.spent_today, currency)),

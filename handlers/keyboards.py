@@ -173,7 +173,10 @@ def order_list(orders: Sequence[Order], page: int, pages: int, by: int) -> Inlin
     builder = InlineKeyboardBuilder()
     for order in orders:
         ident = notices.order_ident(order, _)
-        label = f"{ident} · {order.service_name} · {notices.state_label(order, _)}"
+        state = notices.state_label(order, _)
+        # The name gives way, so the id and the state are always read whole.
+        room = max(MAX_BUTTON_TEXT - len(ident) - len(state) - 6, 10)
+        label = f"{ident} · {notices.clip(order.service_name, room)} · {state}"
         builder.row(_action(_short(label), OrderStep.SHOW, order, by))
     _pager(
         builder,

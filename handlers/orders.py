@@ -49,7 +49,8 @@ async def _list_screen(
     for order in found:
         ident = notices.order_ident(order, _)
         label = notices.state_label(order, _)
-        lines.append(f"<b>{ident}</b> · {escape(order.service_name)} · {label}")
+        name = notices.clip(order.service_name, notices.SHOWN_NAME_IN_LIST)
+        lines.append(f"<b>{ident}</b> · {escape(name)} · {label}")
     return "\n".join(lines), keyboards.order_list(found, page, pages, by)
 
 

@@ -16,6 +16,8 @@ from bot.ordering import Order, Refill, SubmissionState
 from bot.panel.models import Service
 from bot.services import is_package
 
+SHOWN_REFILLS = 10  # a card lists the latest refills only, so it stays one message
+
 
 def service_line(service: Service, currency: str) -> str:
     """A service button: name, price per 1000 (or per package) and min–max."""
@@ -153,7 +155,9 @@ def order_card(order: Order, refills: list[Refill]) -> str:
         lines += ["", notices.unknown_outcome_text(_)]
     if order.state == SubmissionState.FAILED and order.error:
         lines.append(_("Reason: {reason}").format(reason=escape(order.error)))
-    for refill in refills:
+    if len(refills) > SHOWN_REFILLS:
+        lines.append(_("Refills: {count} in all; the latest:").format(count=len(refills)))
+    for refill in refills[-SHOWN_REFILLS:]:
         lines.append(
             _("Refill #{id}: {status}").format(
                 id=refill.panel_refill_id, status=refill_status_label(refill.status, _)

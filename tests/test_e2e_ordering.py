@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from playground.sandbox import SandboxPanel
 from playground.telegram import ChatUser
 from tests.harness import ALICE, BOB, STRANGER, BotUnderTest, start_bot, stop_bot
 
@@ -316,3 +317,20 @@ async def test_catalog_unavailable_is_explained_and_recovers(running_bot: BotUnd
     assert "not available right now" in reply.text
     reply = await alice.send("/order")
     assert "Choose a category" in reply.text
+
+
+@pytest.mark.parametrize("currency", ["<USD>", "<u>$</u>"])
+async def test_a_currency_with_markup_breaks_nothing(tmp_path: Path, currency: str) -> None:
+    """Telegram refuses a message with stray markup: nobody could have ordered."""
+    bot = await start_bot(tmp_path, sandbox=SandboxPanel(api_key="sandbox-key", currency=currency))
+    try:
+        alice = bot.user(ALICE, "Alice")
+        await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+        await alice.send(LINK)
+        summary = await alice.send("100")
+        assert "Please check your order" in summary.text and "<u>" not in summary.html
+        placed = await alice.press("Confirm")
+        assert "Order placed" in placed.text
+        assert not bot.emulator.errors, bot.emulator.errors
+    finally:
+        await stop_bot(bot)

@@ -82,3 +82,8 @@ def test_price_of_rejects_floats_and_nonsense() -> None:
 
 def test_package_costs_its_rate() -> None:
     assert package_price(Decimal("12.5")) == Decimal("12.5")
+
+
+def test_a_currency_with_markup_is_shown_as_text() -> None:
+    assert format_money(Decimal("1.5"), "<USD>") == "1.50 &lt;USD&gt;"
+    assert format_money(Decimal("1.5"), "<u>$</u>") == "1.50 &lt;u&gt;$&lt;/u&gt;"
