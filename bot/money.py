@@ -12,7 +12,7 @@ _CENTS_EXPONENT = -2
 _PER = 1000  # panel rates are per 1000 units
 
 
-def format_money(amount: Decimal, currency: str | None = None) -> str:
+def format_money(amount: Decimal, currency: str | None = None, *, markup: bool = True) -> str:
     """``Decimal("0.9")`` → ``"0.90"``, ``Decimal("0.2781900")`` → ``"0.27819"``, + currency.
 
     No thousands grouping, at least two decimals, any further precision of the panel kept
@@ -28,8 +28,11 @@ def format_money(amount: Decimal, currency: str | None = None) -> str:
     exponent = significant.as_tuple().exponent
     assert isinstance(exponent, int)  # finite, checked above
     text = f"{significant:.2f}" if exponent > _CENTS_EXPONENT else f"{significant:f}"
-    # The currency comes from the panel and every amount lands in HTML: escape it here, once.
-    return f"{text} {html.escape(currency)}" if currency else text
+    if not currency:
+        return text
+    # The currency comes from the panel: escaped here, once, for the HTML of a message
+    # (`markup=False` for plain text such as a button's label).
+    return f"{text} {html.escape(currency) if markup else currency}"
 
 
 def price_of(rate: Decimal, quantity: int, runs: int | None = None) -> Decimal:

@@ -90,17 +90,41 @@ def order_update_text(
     charge: Decimal | None,
     currency: str,
 ) -> str:
+    """The news first ("✅ Order #23502: Completed"), then what it is about."""
+    head = _("Order #{id}: {status}").format(
+        id=panel_order_id, status=order_status_label(status, _)
+    )
     lines = [
-        "<b>" + _("Order status") + "</b>",
-        _("Order: {order_id}").format(order_id=f"<code>{panel_order_id}</code>"),
+        f"{status_mark(status)} <b>{head}</b>",
         _("Service: {name}").format(name=f"<b>{html.escape(service_name)}</b>"),
-        _("Status: {status}").format(status="<b>" + order_status_label(status, _) + "</b>"),
     ]
-    if remains is not None:
-        lines.append(_("Remains: {remains}").format(remains=remains))
+    if remains:
+        lines.append(still_to_deliver(remains, _))
     if charge is not None:
-        lines.append(_("Charge: {charge}").format(charge=format_money(charge, currency)))
+        lines.append(charge_line(charge, currency, _))
     return "\n".join(lines)
+
+
+def status_mark(status: str) -> str:
+    """The emoji that says at a glance how an order stands."""
+    marks: dict[str, str] = {
+        OrderStatus.COMPLETED: "✅",
+        OrderStatus.PARTIAL: "🟡",
+        OrderStatus.CANCELED: "🛑",
+        OrderStatus.IN_PROGRESS: "⏳",
+        OrderStatus.PROCESSING: "⏳",
+        OrderStatus.PENDING: "🕒",
+    }
+    return marks.get(parse_order_status(status), "ℹ️")
+
+
+def still_to_deliver(remains: int, _: Translate) -> str:
+    return _("{count} still to deliver").format(count=count(remains))
+
+
+def charge_line(charge: Decimal, currency: str, _: Translate) -> str:
+    """What the panel took from the account for an order (it may be less than the price)."""
+    return _("Charged by the panel: {amount}").format(amount=format_money(charge, currency))
 
 
 def refill_update_text(
@@ -157,6 +181,12 @@ SHOWN_ITEM = 100
 SHOWN_LINK = 300
 SHOWN_LIST_ITEMS = 10
 SHOWN_NAME_IN_LIST = 80  # a list line or a button names a service in at most this much
+
+
+def count(number: int) -> str:
+    """A quantity or a bound, grouped for reading: 10,000 (English and Filipino write it so).
+    Ids stay plain digits and money keeps `format_money`."""
+    return f"{number:,}"
 
 
 def clip(text: str, limit: int) -> str:
@@ -240,16 +270,28 @@ def order_details(order: Order, _: Translate) -> list[str]:
     """The service and every answer of an order, one line each (lists shortened)."""
     lines = [_("Service: {name}").format(name=f"<b>{html.escape(order.service_name)}</b>")]
     if order.link:
-        lines.append(_("Link: {link}").format(link=html.escape(clip(order.link, SHOWN_LINK))))
-    if order.quantity is not None:
-        lines.append(_("Quantity: {quantity}").format(quantity=order.quantity))
-    if order.runs:
+        # The whole link: it is what the customer pays for (the form bounds its length).
+        lines.append(_("Link: {link}").format(link=html.escape(order.link)))
+    if order.quantity is not None and order.runs:
         lines.append(
-            _("Drip-feed: {runs} runs, every {interval} minutes").format(
-                runs=order.runs, interval=order.interval
+            _("Quantity: {quantity} per run × {runs} runs = {total} in total").format(
+                quantity=count(order.quantity),
+                runs=count(order.runs),
+                total=count(order.quantity * order.runs),
             )
         )
+        lines.append(_("Every {interval} minutes").format(interval=order.interval))
+    elif order.quantity is not None:
+        lines.append(_("Quantity: {quantity}").format(quantity=count(order.quantity)))
     return lines + _answer_lines(order, _)
+
+
+def order_heading(order: Order, _: Translate) -> str:
+    """ "Order #23501" once the panel has it, "Order ref. 8" before (never "not confirmed" for
+    an order its customer did confirm: the state line says where it stands)."""
+    if order.panel_order_id is not None:
+        return _("Order #{id}").format(id=order.panel_order_id)
+    return _("Order ref. {number}").format(number=order.id)
 
 
 def price_line(order: Order, _: Translate) -> str:

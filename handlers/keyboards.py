@@ -95,7 +95,7 @@ def services(
     for service in page.items:
         builder.row(
             InlineKeyboardButton(
-                text=_short(service_line(service, currency)),
+                text=service_line(service, currency, MAX_BUTTON_TEXT),
                 callback_data=ServicePick(service=service.id, by=by).pack(),
             )
         )
@@ -121,7 +121,7 @@ def search_results(found: Sequence[Service], currency: str, by: int) -> InlineKe
     for service in found:
         builder.row(
             InlineKeyboardButton(
-                text=_short(service_line(service, currency)),
+                text=service_line(service, currency, MAX_BUTTON_TEXT),
                 callback_data=ServicePick(service=service.id, by=by).pack(),
             )
         )

@@ -446,7 +446,7 @@ async def cancel_form(
     ):
         return
     await state.clear()
-    await replace(query, _("Order cancelled. Send /order to start again."))
+    await replace(query, _("Cancelled: nothing was ordered. Send /order to start again."))
 
 
 # --- confirmation ------------------------------------------------------------------------
@@ -462,7 +462,7 @@ async def drop_draft(
 ) -> None:
     if await _drop_summary(query, callback_answer, message, state, ordering, callback_data.order):
         await state.clear()
-        await replace(query, _("Order cancelled. Send /order to start again."))
+        await replace(query, _("Cancelled: nothing was ordered. Send /order to start again."))
 
 
 async def confirm_draft(

@@ -14,19 +14,23 @@ from bot.money import format_money
 from bot.notices import refill_status_label
 from bot.ordering import Order, Refill, SubmissionState
 from bot.panel.models import Service
-from bot.services import is_package
+from bot.services import ServiceType, is_package, service_type
 
 SHOWN_REFILLS = 10  # a card lists the latest refills only, so it stays one message
 
 
-def service_line(service: Service, currency: str) -> str:
-    """A service button: name, price per 1000 (or per package) and min–max."""
-    price = format_money(service.rate, currency)
+def service_line(service: Service, currency: str, width: int = 60) -> str:
+    """A service button: name, price per 1000 (or per package) and min–max; the name gives way
+    so the price and the range are always read whole."""
+    price = format_money(service.rate, currency, markup=False)  # a button's plain text
     if is_package(service):
-        return _("{name} · {price}").format(name=service.name, price=price)
-    return _("{name} · {price}/1000 · {min}–{max}").format(
-        name=service.name, price=price, min=service.min, max=service.max
-    )
+        terms = price
+    else:
+        terms = _("{price}/1000 · {min}–{max}").format(
+            price=price, min=notices.count(service.min), max=notices.count(service.max)
+        )
+    name = notices.clip(service.name, max(width - len(terms) - 3, 12))
+    return f"{name} · {terms}"
 
 
 def service_card(service: Service, currency: str) -> str:
@@ -34,15 +38,20 @@ def service_card(service: Service, currency: str) -> str:
         f"<b>{escape(service.name)}</b>",
         _("Service ID: {id}").format(id=service.id),
         _("Category: {category}").format(category=escape(service.category)),
-        _("Type: {type}").format(type=escape(service.type)),
     ]
+    if service_type(service) != ServiceType.DEFAULT:  # "Default" tells a customer nothing
+        lines.append(_("Type: {type}").format(type=escape(service.type)))
     if is_package(service):
         lines.append(_("Price: {price}").format(price=format_money(service.rate, currency)))
     else:
         lines.append(
             _("Price: {price} per 1000").format(price=format_money(service.rate, currency))
         )
-        lines.append(_("Quantity: {min} to {max}").format(min=service.min, max=service.max))
+        lines.append(
+            _("Quantity: {min} to {max}").format(
+                min=notices.count(service.min), max=notices.count(service.max)
+            )
+        )
     lines.append(_("Refill: {answer}").format(answer=_("yes") if service.refill else _("no")))
     lines.append(_("Cancel: {answer}").format(answer=_("yes") if service.cancel else _("no")))
     if service.dripfeed:
@@ -57,7 +66,12 @@ def prompt(field: str, service: Service) -> str:
     low, high = bounds_for(field, service) or (0, 0)
     prompts: Mapping[str, str] = {
         "link": _("Send the link (post, page or profile link)."),
-        "quantity": _("Send the quantity: a whole number from {min} to {max}."),
+        "quantity": _("Send the quantity: a whole number from {min} to {max}.")
+        if not service.dripfeed
+        else _(
+            "Send the quantity (per run, if you spread the order with drip-feed next): a "
+            "whole number from {min} to {max}."
+        ),
         "dripfeed": _(
             "Spread the order over time (drip-feed)? Press “Yes” to choose runs and an "
             "interval, or “Skip” to send it all at once."
@@ -81,7 +95,7 @@ def prompt(field: str, service: Service) -> str:
         "expiry": _("Expiry date (day/month/year, like 31/12/2026), or press “Skip”."),
     }
     text = prompts.get(field, _("Send the {field}.").format(field=field))
-    return text.format(min=low, max=high)
+    return text.format(min=notices.count(low), max=notices.count(high))
 
 
 def form_error(error: FormError) -> str:
@@ -134,23 +148,18 @@ def summary(order: Order, service: Service, answers: Mapping[str, object]) -> st
 
 
 def order_card(order: Order, refills: list[Refill]) -> str:
-    head = (
-        _("<b>Order #{id}</b>").format(id=order.panel_order_id)
-        if order.panel_order_id is not None
-        else _("<b>Order (not confirmed, ref. {ref})</b>").format(ref=order.id)
-    )
-    lines = [head, *notices.order_details(order, _)]
+    lines = [f"<b>{notices.order_heading(order, _)}</b>", *notices.order_details(order, _)]
     status = notices.state_label(order, _)
     lines.append(_("Status: {status}").format(status=f"<b>{status}</b>"))
     lines.append(notices.price_line(order, _))
     if order.charge is not None:
-        lines.append(
-            _("Charge: {charge}").format(charge=format_money(order.charge, order.currency))
-        )
+        lines.append(notices.charge_line(order.charge, order.currency, _))
     if order.start_count is not None:
-        lines.append(_("Start count: {count}").format(count=order.start_count))
-    if order.remains is not None:
-        lines.append(_("Remains: {remains}").format(remains=order.remains))
+        lines.append(
+            _("Count when it started: {count}").format(count=notices.count(order.start_count))
+        )
+    if order.remains:
+        lines.append(notices.still_to_deliver(order.remains, _))
     if order.state == SubmissionState.UNKNOWN:
         lines += ["", notices.unknown_outcome_text(_)]
     if order.state == SubmissionState.FAILED and order.error:

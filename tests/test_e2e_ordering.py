@@ -32,12 +32,13 @@ async def test_default_order_with_dripfeed_skipped(running_bot: BotUnderTest) ->
     prompt = await open_service(alice, "Instagram Followers", "Instagram Followers [Real")
     assert "link" in prompt
     reply = await alice.send(LINK)
-    assert "quantity" in reply.text and "100" in reply.text and "50000" in reply.text
+    assert "quantity" in reply.text and "100" in reply.text and "50,000" in reply.text
+    assert "per run" in reply.text  # the quantity of a drip-feed service is per run
     reply = await alice.send("1000")
     assert any("Skip" in b.text for row in reply.buttons for b in row)
     summary = await alice.press("Skip")
     assert "Instagram Followers [Real, 30 days refill]" in summary.text
-    assert LINK in summary.text and "1000" in summary.text
+    assert LINK in summary.text and "1,000" in summary.text
     assert "1.25 USD" in summary.text
     placed = await alice.press("Confirm")
     assert "23501" in placed.text
@@ -325,7 +326,7 @@ async def test_a_currency_with_markup_breaks_nothing(tmp_path: Path, currency: s
     bot = await start_bot(tmp_path, sandbox=SandboxPanel(api_key="sandbox-key", currency=currency))
     try:
         alice = bot.user(ALICE, "Alice")
-        await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+        await open_service(alice, "Instagram (1)", "Mga Tagasubaybay")
         await alice.send(LINK)
         summary = await alice.send("100")
         assert "Please check your order" in summary.text and "<u>" not in summary.html

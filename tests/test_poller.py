@@ -255,9 +255,9 @@ async def test_messages_are_in_each_chats_language(rig: Rig) -> None:
 
     texts = {m.chat_id: m.text for m in await queued(rig.sessions)}
     # Filipino, with the panel's own word kept beside the translation.
-    assert "Katayuan ng order" in texts[OWNER] and "Tapos na (Completed)" in texts[OWNER]
+    assert "Serbisyo" in texts[OWNER] and "Tapos na (Completed)" in texts[OWNER]
     # Groups get the default language.
-    assert "Order status" in texts[TEAM] and "<b>Completed</b>" in texts[TEAM]
+    assert "Service" in texts[TEAM] and "Order #23501: Completed" in texts[TEAM]
 
 
 # --- batching, missing orders, aging ------------------------------------------------------------

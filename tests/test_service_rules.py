@@ -197,9 +197,9 @@ async def test_an_unknown_type_is_quoted_and_charged_per_1000(
     raw = raw_service(type_, rate="1.20", min_=100, max_=10000, **extra)
     service = Service.model_validate(raw)
     line, card_price = quoted_price(service)
-    assert line == "Instagram Followers Bundle · 1.20 USD/1000 · 100–10000"
+    assert line == "Instagram Followers Bundle · 1.20 USD/1000 · 100–10,000"
     assert card_price == "Price: 1.20 USD per 1000"
-    assert "Quantity: 100 to 10000" in service_card(service, CURRENCY)
+    assert "Quantity: 100 to 10,000" in service_card(service, CURRENCY)
     assert [step.name for step in steps_for(service)] == steps
     answers = fill_form(service)
     price = order_price(service, answers)
