@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import notices
 from bot.config import Settings
+from bot.money import order_cost
 from bot.notices import Translations
 from bot.notify import Notifier
 from bot.panel.client import PanelClient
@@ -61,7 +62,7 @@ class Stats:
         self._settings = settings
 
     async def collect(self, now: datetime | None = None) -> StatsReport:
-        """Order counts and spending: the sum of the prices of placed orders, by when placed."""
+        """Order counts and spending: what placed orders cost (`order_cost`), by when placed."""
         now = now or utcnow()
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         week_start = now - timedelta(days=7)
@@ -74,12 +75,13 @@ class Stats:
         week: Spend = defaultdict(Decimal)
         month: Spend = defaultdict(Decimal)
         # Summed here, not in SQL: SQLite stores money as text, and its SUM would go through float.
-        for placed_at, price, currency in placed:
-            month[currency] += price
+        for placed_at, price, charge, currency in placed:
+            cost = order_cost(price, charge)
+            month[currency] += cost
             if placed_at >= week_start:
-                week[currency] += price
+                week[currency] += cost
             if placed_at >= day_start:
-                today[currency] += price
+                today[currency] += cost
         return StatsReport(
             by_state=by_state,
             by_status=by_status,

@@ -48,3 +48,12 @@ def price_of(rate: Decimal, quantity: int, runs: int | None = None) -> Decimal:
 def package_price(rate: Decimal) -> Decimal:
     """A package costs its rate, whatever the quantity."""
     return rate
+
+
+def order_cost(price: Decimal, charge: Decimal | None) -> Decimal:
+    """What an order cost: the panel's charge once it is known (a cancelled order refunded to
+    0.00 costs 0), kept within 0…the quoted price so a hostile charge can neither lower nor
+    inflate a day's total; the quoted price until then."""
+    if charge is None:
+        return price
+    return min(max(charge, Decimal(0)), price)

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +28,7 @@ from bot.access import Access
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.forms import add_arguments, order_price, order_quantity
+from bot.money import order_cost
 from bot.notices import Translate, Translations
 from bot.notify import NoticeButtons, Notifier
 from bot.panel.client import PanelClient
@@ -346,23 +346,10 @@ class Ordering:
     ) -> Decimal:
         """What the user's orders confirmed today (UTC) cost: placed, in flight or waiting."""
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-        counted = [
-            SubmissionState.AWAITING_APPROVAL,
-            SubmissionState.SUBMITTING,
-            SubmissionState.PLACED,
-            SubmissionState.UNKNOWN,
-        ]
-        # Confirmed when it left the draft stage: placed_at, or the last state change.
-        confirmed_at = func.coalesce(Order.placed_at, Order.updated_at)
-        result = await session.execute(
-            select(Order.price).where(
-                Order.user_id == user_id,
-                Order.id != excluding,
-                Order.state.in_([str(s) for s in counted]),
-                confirmed_at >= midnight,
-            )
+        confirmed = await order_store.confirmed_since(
+            session, user_id, midnight, excluding=excluding
         )
-        return sum(result.scalars().all(), Decimal(0))
+        return sum((order_cost(price, charge) for price, charge in confirmed), Decimal(0))
 
     async def _submit(
         self, order_id: int, *, back_to: SubmissionState, decided: bool

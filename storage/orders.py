@@ -120,14 +120,44 @@ async def count_placed_by_status(session: AsyncSession) -> dict[str, int]:
 
 async def placed_since(
     session: AsyncSession, since: datetime
-) -> list[tuple[datetime, Decimal, str]]:
-    """(placed_at, price, currency) of the orders placed since `since`."""
+) -> list[tuple[datetime, Decimal, Decimal | None, str]]:
+    """(placed_at, price, charge, currency) of the orders placed since `since`."""
     rows = await session.execute(
-        select(Order.placed_at, Order.price, Order.currency).where(
+        select(Order.placed_at, Order.price, Order.charge, Order.currency).where(
             Order.state == str(SubmissionState.PLACED), Order.placed_at >= since
         )
     )
-    return [(placed_at, price, currency) for placed_at, price, currency in rows if placed_at]
+    return [
+        (placed_at, price, charge, currency)
+        for placed_at, price, charge, currency in rows
+        if placed_at
+    ]
+
+
+# What counts against a spending limit: every order that left the draft stage and may cost.
+_SPENDING_STATES = (
+    SubmissionState.AWAITING_APPROVAL,
+    SubmissionState.SUBMITTING,
+    SubmissionState.PLACED,
+    SubmissionState.UNKNOWN,
+)
+
+
+async def confirmed_since(
+    session: AsyncSession, user_id: int, since: datetime, *, excluding: int
+) -> list[tuple[Decimal, Decimal | None]]:
+    """(price, charge) of the user's orders confirmed since `since`: placed, in flight or
+    waiting (confirmed when it left the draft stage: placed_at, or its last state change)."""
+    confirmed_at = func.coalesce(Order.placed_at, Order.updated_at)
+    rows = await session.execute(
+        select(Order.price, Order.charge).where(
+            Order.user_id == user_id,
+            Order.id != excluding,
+            Order.state.in_([str(state) for state in _SPENDING_STATES]),
+            confirmed_at >= since,
+        )
+    )
+    return [(price, charge) for price, charge in rows]
 
 
 async def order_with_panel_id(session: AsyncSession, panel_order_id: int) -> int | None:
