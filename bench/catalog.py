@@ -25,7 +25,7 @@ from playground.sandbox import generate_catalog
 PAGE_SIZE = 8  # the default PAGE_SIZE setting
 SEARCH_QUERY = "instagram followers real"
 CURRENCY = "USD"
-MEMBER = 1001  # the customer the screens are built for
+MENU = keyboards.Menu(flow=4242, by=1001)  # the conversation the screens are built for
 
 
 @dataclass
@@ -70,16 +70,16 @@ def bench_catalog(n_services: int, iterations: int, parse_iterations: int) -> Ca
         text = _("Choose a category:")
         if page.pages > 1:
             text += " " + _("(page {page} of {pages})").format(page=1, pages=page.pages)
-        return text, keyboards.categories(page, [category.key for category in page.items], MEMBER)
+        return text, keyboards.categories(page, [category.key for category in page.items], MENU)
 
     def services_page() -> Any:
         page = snapshot.services_page(biggest.key, 1, PAGE_SIZE)
         text = _("<b>{category}</b>\nChoose a service:").format(category=biggest.name)
-        return text, keyboards.services(page, biggest.key, CURRENCY, by=MEMBER)
+        return text, keyboards.services(page, biggest.key, CURRENCY, MENU)
 
     def search_screen() -> Any:
         hits = snapshot.search(SEARCH_QUERY, limit=20)
-        return keyboards.search_results(hits, CURRENCY, MEMBER)
+        return keyboards.search_results(hits, CURRENCY, MENU)
 
     def markup_json() -> Any:
         return services_page()[1].model_dump_json(exclude_none=True)

@@ -31,6 +31,7 @@ from bot.catalog import CatalogSnapshot
 from bot.config import Settings
 from bot.panel.models import Service
 from handlers.callbacks import ServicePick, ServicesPage
+from handlers.flows import flow_number
 from playground.sandbox import SandboxPanel, generate_catalog
 from playground.telegram.recording import BOT_USER, TOKEN, RecordingSession, recording_bot
 from storage.models import Chat, Order, SubmissionState, User
@@ -187,17 +188,20 @@ class UpdateFactory:
 
 def conversation(factory: UpdateFactory, user_id: int, script: Script) -> list[Update]:
     """The updates of one customer, one per entry of STEPS."""
+    order = factory.message(user_id, "/order")
+    assert order.message is not None
+    flow = flow_number(order.message.message_id)  # the flow /order opens (handlers.flows)
     return [
         factory.message(user_id, "/start"),
-        factory.message(user_id, "/order"),
+        order,
         factory.callback(
             user_id,
-            ServicesPage(category=script.category_key, page=0, by=user_id).pack(),
+            ServicesPage(category=script.category_key, page=0, flow=flow, by=user_id).pack(),
             "Choose a category:",
         ),
         factory.callback(
             user_id,
-            ServicePick(service=script.service.id, by=user_id).pack(),
+            ServicePick(service=script.service.id, flow=flow, by=user_id).pack(),
             "Choose a service:",
         ),
         factory.message(user_id, script.link),

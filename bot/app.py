@@ -19,7 +19,8 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -156,7 +157,7 @@ def create_fsm_storage(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> BaseStorage:
     if settings.fsm_storage.startswith(("redis://", "rediss://")):
-        from aiogram.fsm.storage.redis import RedisStorage
+        from aiogram.fsm.storage.redis import RedisStorage  # the `redis` extra
 
         return RedisStorage.from_url(
             settings.fsm_storage,
@@ -166,10 +167,23 @@ def create_fsm_storage(
     return SqlStorage(sessions, cache=settings.database_url.startswith("sqlite"))
 
 
+def create_event_isolation(storage: BaseStorage) -> BaseEventIsolation:
+    """A lock per FSM key: in Redis when the state lives there (several instances), else in
+    this process."""
+    if type(storage).__name__ == "RedisStorage":  # imported only when configured
+        isolation: BaseEventIsolation = storage.create_isolation()  # type: ignore[attr-defined]
+        return isolation
+    return SimpleEventIsolation()
+
+
 def create_dispatcher(services: Services) -> Dispatcher:
     """The dispatcher with its middlewares and routers, in the order they must run."""
+    storage = create_fsm_storage(services.settings, services.sessions)
     dispatcher = Dispatcher(
-        storage=create_fsm_storage(services.settings, services.sessions),
+        storage=storage,
+        # One update at a time per member and chat: a fast second message must see the
+        # conversation as the first one left it (its step, its live menu).
+        events_isolation=create_event_isolation(storage),
         **services.dispatcher_kwargs(),
     )
     dispatcher.update.outer_middleware(VisitorMiddleware(services.people))

@@ -164,6 +164,7 @@ _PLAIN_NUMBER = re.compile(r"[0-9]+")
 _MAX_DIGITS = 18  # beyond this a number is out of any range; int() of huge strings is slow
 _USERNAME = re.compile(rf"[A-Za-z0-9._]{{1,{MAX_USERNAME_LENGTH}}}")
 _HASHTAG = re.compile(r"\w+")
+_ISO_DATE: Final = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
 _DATE = re.compile(r"([0-9]{1,2})([/.\-])([0-9]{1,2})\2([0-9]{4})")
 _TELEGRAM_PREFIXES = ("t.me/", "telegram.me/")
 _TELEGRAM_HOSTS = frozenset({"t.me", "telegram.me"})
@@ -320,11 +321,16 @@ def validate_delay(text: str, service: Service) -> int:
 
 
 def validate_expiry(text: str, service: Service, *, today: date | None = None) -> str:
-    """A date d/m/Y (or d-m-Y, d.m.Y), today or later → ``"dd/mm/YYYY"``."""
-    match = _DATE.fullmatch(_required(text))
-    if match is None:
+    """A date d/m/Y (or d-m-Y, d.m.Y, or ISO Y-m-d), today or later → ``"dd/mm/YYYY"``."""
+    written = _required(text)
+    match = _DATE.fullmatch(written)
+    iso = _ISO_DATE.fullmatch(written)
+    if match is not None:
+        day, _, month, year = match.groups()
+    elif iso is not None:
+        year, month, day = iso.groups()
+    else:
         raise FormError("date_invalid")
-    day, _, month, year = match.groups()
     try:
         expiry = date(int(year), int(month), int(day))
     except ValueError:

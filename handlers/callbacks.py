@@ -20,6 +20,8 @@ from bot.ids import MAX_ID
 Id = Annotated[int, Field(ge=0, lt=MAX_ID)]
 PageNumber = Annotated[int, Field(ge=0, le=100_000)]
 Member = Annotated[int, Field(gt=0, lt=MAX_ID)]
+# The ordering conversation a menu belongs to (see `handlers.flows`).
+FlowNumber = Annotated[int, Field(ge=0, lt=1_000_000)]
 
 
 class FormStep(enum.StrEnum):
@@ -43,36 +45,50 @@ class OrderStep(enum.StrEnum):
     CANCEL_YES = "cancel_yes"  # the answer to "Cancel order #N?"
 
 
-# `by` comes last, where the older browsing buttons had it: those still mean the same.
+# The buttons of an ordering conversation carry its `flow`; `by` comes last everywhere.
+
+
+class NewOrder(CallbackData, prefix="no"):
+    """Start a new ordering conversation (offered where an old menu was pressed)."""
+
+    by: Member
 
 
 class CategoriesPage(CallbackData, prefix="cp"):
     page: PageNumber
+    flow: FlowNumber
     by: Member
 
 
 class ServicesPage(CallbackData, prefix="sp"):
     category: str  # the catalog's short stable key, derived from the category name
     page: PageNumber
+    flow: FlowNumber
     by: Member
 
 
 class SearchStart(CallbackData, prefix="sq"):
+    flow: FlowNumber
     by: Member
 
 
 class ServicePick(CallbackData, prefix="sv"):
     service: Id
+    flow: FlowNumber
     by: Member
 
 
 class FormAction(CallbackData, prefix="fa"):
     action: FormStep
     value: Annotated[int, Field(ge=0, le=10_000)]
+    flow: FlowNumber
     by: Member
 
 
 class DraftAction(CallbackData, prefix="dr"):
+    """Confirm or drop a summary's draft: the draft's own compare-and-set guards it, so it
+    carries no flow (a second Confirm, even from an old summary, places nothing more)."""
+
     action: DraftStep
     order: Id  # local order id
     by: Member
@@ -110,9 +126,14 @@ class MarkFailed(CallbackData, prefix="ukf"):
     order: Id
 
 
+FLOW_BUTTONS: dict[str, type[CallbackData]] = {
+    kind.__prefix__: kind
+    for kind in (CategoriesPage, ServicesPage, SearchStart, ServicePick, FormAction)
+}
 MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
     kind.__prefix__: kind
     for kind in (
+        NewOrder,
         CategoriesPage,
         ServicesPage,
         SearchStart,
@@ -125,6 +146,18 @@ MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
     )
 }
 ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {LanguageChoice.__prefix__}
+
+
+def flow_of(data: str | None) -> int | None:
+    """The flow an ordering button belongs to; None for other buttons."""
+    kind = FLOW_BUTTONS.get((data or "").split(":", 1)[0])
+    if kind is None:
+        return None
+    try:
+        flow: int = getattr(kind.unpack(data or ""), "flow")  # noqa: B009 (every kind has it)
+    except (TypeError, ValueError):
+        return None
+    return flow
 
 
 def member_of(data: str | None) -> int | None:

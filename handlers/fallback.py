@@ -12,7 +12,6 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from handlers import keyboards
-from handlers.screens import drop_buttons
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +22,9 @@ async def unknown_message(message: Message) -> None:
 
 async def stale_button(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
     """The one handler of buttons nothing acts on any more (an old menu, a step already left):
-    their keyboard goes, and the presser gets a fresh start."""
+    the presser gets a fresh start. (Superseded menus lose their keyboards as they are
+    superseded, see `handlers.flows`; what is pressed here was missed or sent before.)"""
     callback_answer.text = _("This menu is out of date.")
-    await drop_buttons(query)
     if isinstance(query.message, Message):
         await query.message.answer(
             _("That menu is out of date. What would you like to do?"),

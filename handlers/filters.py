@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram.filters import Filter
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.i18n import gettext as _
 
 from bot.access import Access
-from handlers.callbacks import ORDERING_BUTTONS, member_of
+from handlers.callbacks import FLOW_BUTTONS, ORDERING_BUTTONS, flow_of, member_of
+from handlers.flows import FLOW
 
 
 class MayOrder(Filter):
@@ -33,6 +35,17 @@ class ForSomeoneElse(Filter):
         return member is not None and member != query.from_user.id
 
 
+class InCurrentFlow(Filter):
+    """A button of the member's current ordering conversation (not of one they have left).
+    Other buttons pass: this filter speaks only of ordering menus."""
+
+    async def __call__(self, query: CallbackQuery, state: FSMContext) -> bool:
+        flow = flow_of(query.data)
+        if flow is None:
+            return (query.data or "").split(":", 1)[0] not in FLOW_PREFIXES
+        return flow == (await state.get_data()).get(FLOW)
+
+
 class OrderingButton(Filter):
     """A button of the ordering flow (menus, forms, summaries, order cards)."""
 
@@ -48,6 +61,9 @@ class PressedOn(Filter):
         if isinstance(query.message, Message):
             return {"message": query.message}
         return False
+
+
+FLOW_PREFIXES = frozenset(FLOW_BUTTONS)
 
 
 def menu_text(name: str) -> str:

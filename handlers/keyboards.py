@@ -6,6 +6,7 @@ Every keyboard shown to a member carries them in `by` (see `handlers.callbacks`)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
@@ -27,6 +28,7 @@ from handlers.callbacks import (
     FormStep,
     MarkFailed,
     MarkPlaced,
+    NewOrder,
     OrderAction,
     OrdersPage,
     OrderStep,
@@ -55,31 +57,41 @@ def _pager(
         builder.row(*row)
 
 
-def _form_button(text: str, action: FormStep, by: int, value: int = 0) -> InlineKeyboardButton:
-    return InlineKeyboardButton(
-        text=text, callback_data=FormAction(action=action, value=value, by=by).pack()
-    )
+@dataclass(frozen=True, slots=True)
+class Menu:
+    """Whose ordering conversation a keyboard belongs to: its flow and its member."""
+
+    flow: int
+    by: int
 
 
-def categories(page: Page[Category], keys: Sequence[str], by: int) -> InlineKeyboardMarkup:
+def _form_button(text: str, action: FormStep, menu: Menu, value: int = 0) -> InlineKeyboardButton:
+    data = FormAction(action=action, value=value, flow=menu.flow, by=menu.by)
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+
+def categories(page: Page[Category], keys: Sequence[str], menu: Menu) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for category, key in zip(page.items, keys, strict=True):
         builder.row(
             InlineKeyboardButton(
                 text=_short(f"{category.name} ({category.service_count})"),
-                callback_data=ServicesPage(category=key, page=0, by=by).pack(),
+                callback_data=ServicesPage(
+                    category=key, page=0, flow=menu.flow, by=menu.by
+                ).pack(),
             )
         )
     _pager(
         builder,
         page.has_prev,
         page.has_next,
-        CategoriesPage(page=max(page.page - 1, 0), by=by).pack(),
-        CategoriesPage(page=page.page + 1, by=by).pack(),
+        CategoriesPage(page=max(page.page - 1, 0), flow=menu.flow, by=menu.by).pack(),
+        CategoriesPage(page=page.page + 1, flow=menu.flow, by=menu.by).pack(),
     )
+    search = SearchStart(flow=menu.flow, by=menu.by).pack()
     builder.row(
-        InlineKeyboardButton(text=_("🔎 Search"), callback_data=SearchStart(by=by).pack()),
-        _form_button(_("✖️ Cancel"), FormStep.CANCEL, by),
+        InlineKeyboardButton(text=_("🔎 Search"), callback_data=search),
+        _form_button(_("✖️ Cancel"), FormStep.CANCEL, menu),
     )
     return builder.as_markup()
 
@@ -88,83 +100,79 @@ def services(
     page: Page[Service],
     category_key: str,
     currency: str,
-    *,
-    by: int,
+    menu: Menu,
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in page.items:
         builder.row(
             InlineKeyboardButton(
                 text=service_line(service, currency, MAX_BUTTON_TEXT),
-                callback_data=ServicePick(service=service.id, by=by).pack(),
+                callback_data=ServicePick(service=service.id, flow=menu.flow, by=menu.by).pack(),
             )
         )
-    _pager(
-        builder,
-        page.has_prev,
-        page.has_next,
-        ServicesPage(category=category_key, page=max(page.page - 1, 0), by=by).pack(),
-        ServicesPage(category=category_key, page=page.page + 1, by=by).pack(),
-    )
-    builder.row(_to_categories(by))
+
+    def turn(to: int) -> str:
+        return ServicesPage(category=category_key, page=to, flow=menu.flow, by=menu.by).pack()
+
+    _pager(builder, page.has_prev, page.has_next, turn(max(page.page - 1, 0)), turn(page.page + 1))
+    builder.row(_to_categories(menu))
     return builder.as_markup()
 
 
-def _to_categories(by: int) -> InlineKeyboardButton:
-    return InlineKeyboardButton(
-        text=_("‹ Categories"), callback_data=CategoriesPage(page=0, by=by).pack()
-    )
+def _to_categories(menu: Menu) -> InlineKeyboardButton:
+    data = CategoriesPage(page=0, flow=menu.flow, by=menu.by)
+    return InlineKeyboardButton(text=_("‹ Categories"), callback_data=data.pack())
 
 
-def search_results(found: Sequence[Service], currency: str, by: int) -> InlineKeyboardMarkup:
+def search_results(found: Sequence[Service], currency: str, menu: Menu) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in found:
         builder.row(
             InlineKeyboardButton(
                 text=service_line(service, currency, MAX_BUTTON_TEXT),
-                callback_data=ServicePick(service=service.id, by=by).pack(),
+                callback_data=ServicePick(service=service.id, flow=menu.flow, by=menu.by).pack(),
             )
         )
-    builder.row(_to_categories(by))
+    builder.row(_to_categories(menu))
     return builder.as_markup()
 
 
-def search_cancel(by: int) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[[_to_categories(by), _form_button(_("✖️ Cancel"), FormStep.CANCEL, by)]]
-    )
+def search_cancel(menu: Menu) -> InlineKeyboardMarkup:
+    cancel = _form_button(_("✖️ Cancel"), FormStep.CANCEL, menu)
+    return InlineKeyboardMarkup(inline_keyboard=[[_to_categories(menu), cancel]])
 
 
-def form_step(field: Field, by: int) -> InlineKeyboardMarkup:
+def form_step(field: Field, menu: Menu) -> InlineKeyboardMarkup:
     """Buttons of one step: its choices (Yes/Skip, delays), then Back and Cancel."""
     builder = InlineKeyboardBuilder()
     if field.name == "dripfeed":
         builder.row(
-            _form_button(_("Yes"), FormStep.YES, by), _form_button(_("Skip"), FormStep.SKIP, by)
+            _form_button(_("Yes"), FormStep.YES, menu),
+            _form_button(_("Skip"), FormStep.SKIP, menu),
         )
     elif field.name == "delay":
         delays = [
-            _form_button(str(minutes), FormStep.DELAY, by, minutes) for minutes in DELAY_CHOICES
+            _form_button(str(minutes), FormStep.DELAY, menu, minutes) for minutes in DELAY_CHOICES
         ]
         builder.row(*delays, width=4)
     elif field.optional:
-        builder.row(_form_button(_("Skip"), FormStep.SKIP, by))
+        builder.row(_form_button(_("Skip"), FormStep.SKIP, menu))
     builder.row(
-        _form_button(_("‹ Back"), FormStep.BACK, by),
-        _form_button(_("✖️ Cancel"), FormStep.CANCEL, by),
+        _form_button(_("‹ Back"), FormStep.BACK, menu),
+        _form_button(_("✖️ Cancel"), FormStep.CANCEL, menu),
     )
     return builder.as_markup()
 
 
-def confirmation(order_id: int, by: int) -> InlineKeyboardMarkup:
+def confirmation(order_id: int, menu: Menu) -> InlineKeyboardMarkup:
     def draft(text: str, action: DraftStep) -> InlineKeyboardButton:
-        data = DraftAction(action=action, order=order_id, by=by)
+        data = DraftAction(action=action, order=order_id, by=menu.by)
         return InlineKeyboardButton(text=text, callback_data=data.pack())
 
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [draft(_("✅ Confirm"), DraftStep.CONFIRM), draft(_("✖️ Cancel"), DraftStep.DROP)],
-            [_form_button(_("‹ Back"), FormStep.BACK, by)],
+            [_form_button(_("‹ Back"), FormStep.BACK, menu)],
         ]
     )
 
@@ -230,9 +238,7 @@ def fresh_start(by: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [
-                InlineKeyboardButton(
-                    text=_("🛒 New order"), callback_data=CategoriesPage(page=0, by=by).pack()
-                ),
+                InlineKeyboardButton(text=_("🛒 New order"), callback_data=NewOrder(by=by).pack()),
                 InlineKeyboardButton(
                     text=_("📋 My orders"), callback_data=OrdersPage(page=0, by=by).pack()
                 ),

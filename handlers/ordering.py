@@ -29,12 +29,15 @@ from handlers.callbacks import (
     DraftStep,
     FormAction,
     FormStep,
+    NewOrder,
     SearchStart,
     ServicePick,
     ServicesPage,
 )
-from handlers.filters import MayOrder, MenuButton, PressedOn
-from handlers.screens import ask, drop_buttons, member, replace
+from handlers.filters import InCurrentFlow, MayOrder, MenuButton, PressedOn
+from handlers.flows import FLOW, Flow
+from handlers.keyboards import Menu
+from handlers.screens import ask, member, replace
 from handlers.states import OrderForm
 
 SEARCH_LIMIT = 20
@@ -71,7 +74,7 @@ async def catalog_unavailable(event: ErrorEvent) -> None:
 
 
 async def _categories_screen(
-    catalog: Catalog, settings: Settings, page: int, by: int
+    catalog: Catalog, settings: Settings, page: int, menu: Menu
 ) -> tuple[str, InlineKeyboardMarkup | None]:
     snapshot = await _snapshot(catalog)
     categories = snapshot.categories_page(page, settings.page_size)
@@ -83,7 +86,7 @@ async def _categories_screen(
             page=categories.page + 1, pages=categories.pages
         )
     keys = [category.key for category in categories.items]
-    return text, keyboards.categories(categories, keys, by)
+    return text, keyboards.categories(categories, keys, menu)
 
 
 async def _services_screen(
@@ -92,7 +95,7 @@ async def _services_screen(
     settings: Settings,
     category_key: str,
     page: int,
-    by: int,
+    menu: Menu,
 ) -> tuple[str, InlineKeyboardMarkup]:
     category = snapshot.category_by_key(category_key)
     name = category.name if category is not None else ""
@@ -103,87 +106,120 @@ async def _services_screen(
             page=services.page + 1, pages=services.pages
         )
     currency = await ordering.currency()
-    return text, keyboards.services(services, category_key, currency, by=by)
+    return text, keyboards.services(services, category_key, currency, menu)
 
 
 async def start_order(
     message: Message, state: FSMContext, catalog: Catalog, settings: Settings
 ) -> None:
-    await state.clear()  # /order leaves any flow and starts over
-    text, markup = await _categories_screen(catalog, settings, 0, member(message))
-    await message.answer(text, reply_markup=markup)
+    """/order (or 🛒): a new flow; the previous one's menu is retired."""
+    flow = Flow.of(state, message)
+    menu = Menu(await flow.start(message, OrderForm.browsing), member(message))
+    text, markup = await _categories_screen(catalog, settings, 0, menu)
+    await flow.shown(await message.answer(text, reply_markup=markup))
+
+
+async def new_order(
+    query: CallbackQuery,
+    message: Message,
+    state: FSMContext,
+    catalog: Catalog,
+    settings: Settings,
+) -> None:
+    """ "🛒 New order" where an old menu was pressed: the same as /order, in that message."""
+    flow = Flow.of(state, message)
+    menu = Menu(await flow.start(message, OrderForm.browsing), query.from_user.id)
+    text, markup = await _categories_screen(catalog, settings, 0, menu)
+    await replace(query, text, markup)
+    await flow.shown(message)
 
 
 async def categories_page(
     query: CallbackQuery,
     callback_data: CategoriesPage,
+    message: Message,
     state: FSMContext,
     catalog: Catalog,
     settings: Settings,
 ) -> None:
-    await state.clear()
-    text, markup = await _categories_screen(
-        catalog, settings, callback_data.page, callback_data.by
-    )
+    flow = Flow.of(state, message)
+    await flow.reset(OrderForm.browsing)
+    menu = Menu(callback_data.flow, callback_data.by)
+    text, markup = await _categories_screen(catalog, settings, callback_data.page, menu)
     await replace(query, text, markup)
+    await flow.shown(message)
 
 
 async def services_page(
     query: CallbackQuery,
     callback_data: ServicesPage,
     callback_answer: CallbackAnswer,
+    message: Message,
     state: FSMContext,
     catalog: Catalog,
     ordering: Ordering,
     settings: Settings,
 ) -> None:
+    flow = Flow.of(state, message)
+    menu = Menu(callback_data.flow, callback_data.by)
     snapshot = await _snapshot(catalog)
     if snapshot.category_by_key(callback_data.category) is None:
         callback_answer.text = _("This category is no longer available.")
         callback_answer.show_alert = True
-        text, markup = await _categories_screen(catalog, settings, 0, callback_data.by)
-        await replace(query, text, markup)
-        return
-    await state.clear()
-    text, markup = await _services_screen(
-        snapshot,
-        ordering,
-        settings,
-        callback_data.category,
-        callback_data.page,
-        query.from_user.id,
-    )
+        text, markup = await _categories_screen(catalog, settings, 0, menu)
+    else:
+        await flow.reset(OrderForm.browsing)
+        text, markup = await _services_screen(
+            snapshot, ordering, settings, callback_data.category, callback_data.page, menu
+        )
     await replace(query, text, markup)
+    await flow.shown(message)
 
 
 async def start_search(
     query: CallbackQuery, callback_data: SearchStart, message: Message, state: FSMContext
 ) -> None:
+    flow = Flow.of(state, message)
     await state.set_state(OrderForm.searching)
-    await ask(
+    menu = Menu(callback_data.flow, callback_data.by)
+    question, buttons = await ask(
         message,
         query.from_user,
         _("Send a word or two to search for, like “instagram followers”."),
-        keyboards.search_cancel(callback_data.by),
+        keyboards.search_cancel(menu),
     )
+    await flow.shown(buttons, question, _litter(buttons))
 
 
-async def search(message: Message, catalog: Catalog, ordering: Ordering) -> None:
+def _litter(message: Message | None) -> Message | None:
+    """A group's "⬇️" bubble goes with its question; a private chat's menu stays."""
+    if message is None or message.chat.type == "private":
+        return None
+    return message
+
+
+async def search(
+    message: Message, state: FSMContext, catalog: Catalog, ordering: Ordering
+) -> None:
+    """Words typed at the category step or after 🔎 Search: the services they find."""
+    flow = Flow.of(state, message)
+    number = await flow.number()
+    if number is None:  # a browsing state restored without its flow: start one
+        number = await flow.start(message, OrderForm.browsing)
+    menu = Menu(number, member(message))
     snapshot = await _snapshot(catalog)
-    by = member(message)
     words = (message.text or "").strip()[:100]
     found = snapshot.search(words, limit=SEARCH_LIMIT)
     if not found:
-        await message.answer(
-            _("Nothing found for “{query}”. Try other words.").format(query=escape(words)),
-            reply_markup=keyboards.search_cancel(by),
-        )
+        text = _("Nothing found for “{query}”. Try other words.").format(query=escape(words))
+        await flow.shown(await message.answer(text, reply_markup=keyboards.search_cancel(menu)))
         return
     currency = await ordering.currency()
-    await message.answer(
+    shown = await message.answer(
         _("Found {count}. Choose a service:").format(count=len(found)),
-        reply_markup=keyboards.search_results(found, currency, by),
+        reply_markup=keyboards.search_results(found, currency, menu),
     )
+    await flow.shown(shown)
 
 
 async def search_needs_text(message: Message) -> None:
@@ -209,17 +245,20 @@ async def pick_service(
         callback_answer.text = _("This service is no longer available.")
         callback_answer.show_alert = True
         return
-    await state.set_state(OrderForm.answering)
-    await state.set_data({"service": service.id, "answers": {}})
+    flow = Flow.of(state, message)
+    await flow.reset(OrderForm.answering, service=service.id, answers={})
     card = texts.service_card(service, await ordering.currency())
     field = _first_field(service)
-    steps = keyboards.form_step(field, callback_data.by)
+    steps = keyboards.form_step(field, Menu(callback_data.flow, callback_data.by))
     if message.chat.type == "private":
         await replace(query, f"{card}\n\n{texts.prompt(field.name, service)}", steps)
-    else:
-        await replace(query, card)
-        await ask(message, query.from_user, texts.prompt(field.name, service), None)
-        await message.answer("⬇️", reply_markup=steps)
+        await flow.shown(message)
+        return
+    await replace(query, card)  # the menu becomes the card: its keyboard is gone
+    await flow.menu_cleared()
+    prompt = texts.prompt(field.name, service)
+    question, buttons = await ask(message, query.from_user, prompt, steps)
+    await flow.shown(buttons, question, buttons)
 
 
 def _first_field(service: Service) -> Field:
@@ -236,8 +275,13 @@ async def _form(state: FSMContext, catalog: Catalog) -> tuple[Service | None, di
 
 
 async def _service_gone(target: Message, state: FSMContext) -> None:
-    await state.clear()
+    await Flow.of(state, target).end()
     await target.answer(_("This service is no longer available. Send /order to choose again."))
+
+
+async def _menu_of(state: FSMContext, origin: Origin) -> Menu:
+    number = (await state.get_data()).get(FLOW)
+    return Menu(int(number) if number is not None else 0, _member_of(origin))
 
 
 async def answer_step(
@@ -254,8 +298,10 @@ async def answer_step(
     try:
         value = validate_field(field.name, message.text or "", service, answers)
     except FormError as error:
+        # The same step again, its old prompt retired: one live Back/Cancel row, not two.
         text = texts.form_error(error) + "\n\n" + texts.prompt(field.name, service)
-        await message.reply(text, reply_markup=keyboards.form_step(field, member(message)))
+        markup = keyboards.form_step(field, await _menu_of(state, message))
+        await _show(message, state, text, markup, typed=True)
         return
     answers[field.name] = value
     await _advance(message, state, ordering, service, answers)
@@ -268,23 +314,26 @@ async def answer_needs_text(message: Message) -> None:
 Origin = Message | CallbackQuery  # what moved the form on: a typed answer or a button
 
 
-async def _show(origin: Origin, text: str, markup: Any, *, typed: bool) -> None:
-    """Show the next screen. A button in a private chat edits its own message in place;
-    anything else gets a new message (a ForceReply question in groups when `typed`)."""
+async def _show(origin: Origin, state: FSMContext, text: str, markup: Any, *, typed: bool) -> None:
+    """Show the next screen as the flow's live menu. A button in a private chat edits its
+    own message in place; anything else gets a new message (a ForceReply question in groups
+    when `typed`), and the previous menu is retired."""
     if isinstance(origin, CallbackQuery):
         if not isinstance(origin.message, Message):  # PressedOn let only these through
             return
         message = origin.message
         if message.chat.type == "private":
             await replace(origin, text, markup)
+            await Flow.of(state, message).shown(message)
             return
-        await drop_buttons(origin)
     else:
         message = origin
+    flow = Flow.of(state, message)
     if typed:
-        await ask(message, origin.from_user, text, markup)
+        question, buttons = await ask(message, origin.from_user, text, markup)
+        await flow.shown(buttons, question, _litter(buttons))
     else:
-        await message.answer(text, reply_markup=markup)
+        await flow.shown(await message.answer(text, reply_markup=markup))
 
 
 def _chat_of(origin: Origin) -> int:
@@ -312,8 +361,8 @@ async def _advance(
         return
     await state.set_state(OrderForm.answering)
     await state.update_data(answers=answers, order=None)
-    markup = keyboards.form_step(field, _member_of(origin))
-    await _show(origin, texts.prompt(field.name, service), markup, typed=True)
+    markup = keyboards.form_step(field, await _menu_of(state, origin))
+    await _show(origin, state, texts.prompt(field.name, service), markup, typed=True)
 
 
 async def _show_summary(
@@ -323,12 +372,12 @@ async def _show_summary(
     service: Service,
     answers: dict[str, Any],
 ) -> None:
-    by = _member_of(origin)
-    draft = await ordering.create_draft(_chat_of(origin), by, service, answers)
+    menu = await _menu_of(state, origin)
+    draft = await ordering.create_draft(_chat_of(origin), menu.by, service, answers)
     await state.set_state(OrderForm.confirming)
     await state.update_data(answers=answers, order=draft.id)
     summary = texts.summary(draft, service, answers)
-    await _show(origin, summary, keyboards.confirmation(draft.id, by), typed=False)
+    await _show(origin, state, summary, keyboards.confirmation(draft.id, menu), typed=False)
 
 
 async def choose_in_step(
@@ -393,7 +442,7 @@ async def _drop_summary(
         callback_answer.text = _("This order is being placed right now.")
         callback_answer.show_alert = True
         return False
-    await state.clear()
+    await Flow.of(state, message).end(keep=message)
     refills = await ordering.refills_of(message.chat.id, order.id)
     card = keyboards.order_card(order, query.from_user.id)
     await replace(query, texts.order_card(order, refills), card)
@@ -421,16 +470,26 @@ async def step_back(
         return
     answered = [field.name for field in steps_for(service) if field.name in answers]
     if not answered:
-        await state.clear()
+        flow = Flow.of(state, message)
+        await flow.reset(OrderForm.browsing)
         snapshot = await _snapshot(catalog)
         key = snapshot.category_key(service.category)
-        text, markup = await _services_screen(
-            snapshot, ordering, settings, key, 0, query.from_user.id
-        )
-        await replace(query, text, markup)
+        menu = await _menu_of(state, query)
+        text, markup = await _services_screen(snapshot, ordering, settings, key, 0, menu)
+        await _show(query, state, text, markup, typed=False)
         return
     answers.pop(answered[-1])
     await _advance(query, state, ordering, service, answers)
+
+
+def _cancelled() -> str:
+    return _("Cancelled: nothing was ordered. Send /order to start again.")
+
+
+async def _close(query: CallbackQuery, message: Message, state: FSMContext, text: str) -> None:
+    """End the flow and say how in the pressed message (its litter goes, it stays)."""
+    await Flow.of(state, message).end(keep=message)
+    await replace(query, text)
 
 
 async def cancel_form(
@@ -445,8 +504,9 @@ async def cancel_form(
         query, callback_answer, message, state, ordering, int(data["order"])
     ):
         return
-    await state.clear()
-    await replace(query, _("Cancelled: nothing was ordered. Send /order to start again."))
+    await _close(
+        query, message, state, _("Cancelled: nothing was ordered. Send /order to start again.")
+    )
 
 
 # --- confirmation ------------------------------------------------------------------------
@@ -461,8 +521,7 @@ async def drop_draft(
     ordering: Ordering,
 ) -> None:
     if await _drop_summary(query, callback_answer, message, state, ordering, callback_data.order):
-        await state.clear()
-        await replace(query, _("Cancelled: nothing was ordered. Send /order to start again."))
+        await _close(query, message, state, _cancelled())
 
 
 async def confirm_draft(
@@ -478,14 +537,14 @@ async def confirm_draft(
         message.chat.id, query.from_user.id, callback_data.order, is_admin=access.is_admin
     )
     if placement.outcome in (Outcome.TAKEN, Outcome.GONE):
-        await drop_buttons(query)
-        return
+        return  # confirmed already (the first press's screen says how) or not this chat's
+    text, markup = _placement_screen(placement, await _menu_of(state, query))
     if placement.outcome != Outcome.UNAVAILABLE:
-        await state.clear()
-    await replace(query, *_placement_screen(placement, query.from_user.id))
+        await Flow.of(state, message).end(keep=message)
+    await replace(query, text, markup)
 
 
-def _placement_screen(placement: Placement, by: int) -> tuple[str, Any]:
+def _placement_screen(placement: Placement, menu: Menu) -> tuple[str, Any]:
     order = placement.order
     if order is None:  # only TAKEN and GONE come without an order, and they show no screen
         return _("This order is not available."), None
@@ -509,7 +568,7 @@ def _placement_screen(placement: Placement, by: int) -> tuple[str, Any]:
                 "The panel is not answering right now, and nothing was ordered. "
                 "Press Confirm again in a minute."
             ),
-            keyboards.confirmation(order.id, by),
+            keyboards.confirmation(order.id, menu),
         )
     return notices.panel_refusal(placement.error, _), None
 
@@ -517,15 +576,18 @@ def _placement_screen(placement: Placement, by: int) -> tuple[str, Any]:
 def create_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(MayOrder())
-    router.callback_query.filter(MayOrder(), PressedOn())
+    router.callback_query.filter(MayOrder(), PressedOn(), InCurrentFlow())
     router.errors.register(catalog_unavailable, ExceptionTypeFilter(CatalogUnavailable))
 
     router.message.register(start_order, Command("order"))
     router.message.register(start_order, MenuButton("order"))
+    router.callback_query.register(new_order, NewOrder.filter())
     router.callback_query.register(categories_page, CategoriesPage.filter())
     router.callback_query.register(services_page, ServicesPage.filter())
     router.callback_query.register(start_search, SearchStart.filter())
-    router.message.register(search, OrderForm.searching, F.text, ~F.text.startswith("/"))
+    typed_words = (F.text, ~F.text.startswith("/"))
+    router.message.register(search, OrderForm.searching, *typed_words)
+    router.message.register(search, OrderForm.browsing, *typed_words)
     router.message.register(search_needs_text, OrderForm.searching, ~F.text)
 
     router.callback_query.register(pick_service, ServicePick.filter())

@@ -57,22 +57,23 @@ async def ask(
     user: User | None,
     text: str,
     markup: InlineKeyboardMarkup | None,
-) -> Message | None:
-    """Ask for typed input in the chat of `chat_message`; returns the message with the buttons.
+) -> tuple[Message | None, Message | None]:
+    """Ask for typed input in the chat of `chat_message`: (the group's ForceReply question, the
+    message with the buttons). In a private chat the question carries the buttons itself.
 
     In groups the question is a ForceReply (so the answer reaches the bot under privacy mode),
-    addressed to the user — as a reply to their message, or with a mention when the step came
-    from a button — and the step's buttons go on a message of their own.
+    addressed to the member by name ("Alex, send the link…"), and the step's buttons go on a
+    message of their own.
     """
     if chat_message.chat.type == "private":
-        return await chat_message.answer(text, reply_markup=markup)
+        return None, await chat_message.answer(text, reply_markup=markup)
     force = ForceReply(selective=True)
+    addressed = f"{user.mention_html()}, {text[:1].lower()}{text[1:]}" if user else text
     from_user = chat_message.from_user
     if from_user is not None and not from_user.is_bot:
-        await chat_message.reply(text, reply_markup=force)
+        question = await chat_message.reply(addressed, reply_markup=force)
     else:
-        mention = user.mention_html() if user is not None else ""
-        await chat_message.answer(f"{mention} {text}".strip(), reply_markup=force)
+        question = await chat_message.answer(addressed, reply_markup=force)
     if markup is None:
-        return None
-    return await chat_message.answer("⬇️", reply_markup=markup)
+        return question, None
+    return question, await chat_message.answer("⬇️", reply_markup=markup)

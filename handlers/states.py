@@ -6,6 +6,7 @@ from aiogram.fsm.state import State, StatesGroup
 
 
 class OrderForm(StatesGroup):
+    browsing = State()  # the catalog's menus are shown; typed text searches it
     searching = State()  # waiting for a search query
     answering = State()  # one step of the service's form; the step is in the FSM data
     confirming = State()  # the summary with Confirm / Cancel is shown

@@ -92,7 +92,9 @@ def prompt(field: str, service: Service) -> str:
         "posts": _("How many new posts should it cover? Or press “Skip” for no limit."),
         "old_posts": _("How many old posts should it cover too? Or press “Skip”."),
         "delay": _("Delay in minutes before each post is served: choose one."),
-        "expiry": _("Expiry date (day/month/year, like 31/12/2026), or press “Skip”."),
+        "expiry": _(
+            "Expiry date (day/month/year, like 31/12/2026, or 2026-12-31), or press “Skip”."
+        ),
     }
     text = prompts.get(field, _("Send the {field}.").format(field=field))
     return text.format(min=notices.count(low), max=notices.count(high))
@@ -121,7 +123,7 @@ def form_error(error: FormError) -> str:
         "hashtag_invalid": _("“{value}” is not a valid hashtag."),
         "max_below_min": _("The maximum must not be less than the minimum ({min})."),
         "delay_invalid": _("Choose one of these delays (minutes): {choices}."),
-        "date_invalid": _("Send the date as day/month/year, like 31/12/2026."),
+        "date_invalid": _("Send the date as day/month/year, like 31/12/2026, or as 2026-12-31."),
         "date_in_past": _("That date is in the past."),
         "dripfeed_invalid": _("Press “Yes” or “Skip”."),
     }

@@ -23,11 +23,12 @@ from handlers.callbacks import (
         "oa:show:99999999999999999999:5",
         "oa:show:-1:5",
         "oa:explode:1:5",
-        "cp:-5:5",
-        "fa:delay:-7:5",
-        "sv:abc:5",
-        "sv:1:0",  # a member is a real user id
-        "sv:1:-5",
+        "cp:-5:1:5",
+        "cp:0:1000000:5",  # flows are numbered below a million
+        "fa:delay:-7:1:5",
+        "sv:abc:1:5",
+        "sv:1:1:0",  # a member is a real user id
+        "sv:1:1:-5",
     ],
 )
 def test_crafted_values_do_not_unpack(data: str) -> None:
@@ -40,8 +41,8 @@ def test_crafted_values_do_not_unpack(data: str) -> None:
 
 def test_packed_buttons_stay_under_64_bytes() -> None:
     widest = [
-        ServicesPage(category="A9-VfA5Q", page=100_000, by=2**62 - 1).pack(),
-        ServicePick(service=2**62 - 1, by=2**62 - 1).pack(),
+        ServicesPage(category="A9-VfA5Q", page=100_000, flow=999_999, by=2**62 - 1).pack(),
+        ServicePick(service=2**62 - 1, flow=999_999, by=2**62 - 1).pack(),
         OrderAction(action=OrderStep.CANCEL_YES, order=2**62 - 1, by=2**62 - 1).pack(),
         DraftAction(action=DraftStep.CONFIRM, order=2**62 - 1, by=2**62 - 1).pack(),
     ]
@@ -51,5 +52,6 @@ def test_packed_buttons_stay_under_64_bytes() -> None:
 def test_buttons_packed_before_members_were_recorded_name_nobody() -> None:
     """Keyboards sent before `by` existed reach the stale-button handler, never act for anyone."""
     for old in ("fa:back:0", "dr:confirm:12", "oa:refill:7", "op:1", "cp:0:0", "sp:A9-VfA5Q:0:0"):
+        # (and the first member-bound ones, "cp:0:1001", "fa:back:0:1001": one field short)
         assert member_of(old) is None, old
-    assert member_of(FormAction(action="back", value=0, by=42).pack()) == 42
+    assert member_of(FormAction(action="back", value=0, flow=7, by=42).pack()) == 42

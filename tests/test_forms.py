@@ -478,7 +478,7 @@ def test_expiry_accepts(text: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["2025-04-01", "1/4/25", "31/02/2026", "29/02/2027", "1/13/2026", "1/4-2026", "soon"]
+    "text", ["2025-4-31", "1/4/25", "31/02/2026", "29/02/2027", "1/13/2026", "1/4-2026", "soon"]
 )
 def test_expiry_rejects_malformed_dates(text: str) -> None:
     rejects("date_invalid", validate_expiry, text, SUBSCRIPTION, today=TODAY)
@@ -720,3 +720,13 @@ def test_a_whole_conversation_through_the_generic_entry_point() -> None:
         "usernames": "one\ntwo",
         "hashtags": "a\nb",
     }
+
+
+def test_an_expiry_date_may_be_written_the_iso_way() -> None:
+    service = make_service("Subscriptions")
+    today = date(2026, 12, 1)
+    assert validate_expiry("2026-12-31", service, today=today) == "31/12/2026"
+    assert validate_expiry("31/12/2026", service, today=today) == "31/12/2026"
+    for wrong in ("2026-13-01", "2026-02-30", "26-12-31"):
+        with pytest.raises(FormError):
+            validate_expiry(wrong, service, today=today)

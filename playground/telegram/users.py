@@ -164,7 +164,8 @@ class CallbackAnswer:
         return dataclasses.asdict(self)
 
 
-EventKind = Literal["new", "edited", "deleted", "callback_answer"]
+# "retired": only the keyboard went (a superseded menu), which is nobody's reply.
+EventKind = Literal["new", "edited", "retired", "deleted", "callback_answer"]
 
 
 class ChatEvent(NamedTuple):
@@ -248,7 +249,8 @@ class ChatLog:
             **changes,
         )
         self._messages[message_id] = new
-        self._record("edited", new)
+        retired = set(changes) == {"reply_markup"} and not changes["reply_markup"]
+        self._record("retired" if retired else "edited", new)
         return new
 
     def delete(self, message_id: int) -> Message:
@@ -474,7 +476,11 @@ class ChatUser:
     ) -> Message | None:
         for event in self._log.events_after(after):
             item = event.item
-            if not (isinstance(item, Message) and item.from_bot and event.kind != "deleted"):
+            if not (
+                isinstance(item, Message)
+                and item.from_bot
+                and event.kind not in ("deleted", "retired")
+            ):
                 continue
             if predicate is None or predicate(item):
                 return item
