@@ -17,7 +17,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
 
-from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
+from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable, clip
 from bot.panel.models import (
     Balance,
     CancelResult,
@@ -44,6 +44,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BATCH_SIZE = 100  # the API's limit of ids per multi-id call
+# The most of an answer that is read: a catalog can be large, every other answer is small.
+MAX_ANSWER_BYTES = 1 << 20
+MAX_SERVICES_ANSWER_BYTES = 8 << 20
 
 ListField = str | Sequence[str]
 
@@ -261,8 +264,8 @@ class PanelClient:
         data = _decode(action, status, text, fail)
         try:
             return parse(data)
-        except ValueError as exc:
-            log.debug("action=%s: unexpected answer shape: %s", action, exc)
+        except (ValueError, RecursionError) as exc:
+            log.debug("action=%s: unexpected answer shape: %s", action, clip(str(exc), 300))
             raise fail("unexpected answer shape", action=action) from None
 
     async def _post(
@@ -276,8 +279,10 @@ class PanelClient:
             started = loop.time()
             try:
                 async with session.post(self._url, data=body, allow_redirects=False) as resp:
-                    raw = await resp.read()
                     status = resp.status
+                    raw = await _read_at_most(resp, _answer_cap(action))
+                    if raw is None:
+                        raise fail("answer too large", action=action)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # The connection was never made, so nothing was sent: safe to call it plain.
                 raise PanelUnavailable(
@@ -299,6 +304,23 @@ class PanelClient:
         return self._session
 
 
+def _answer_cap(action: str) -> int:
+    return MAX_SERVICES_ANSWER_BYTES if action == "services" else MAX_ANSWER_BYTES
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``cap`` bytes (at most cap + 1 read)."""
+    if resp.content_length is not None and resp.content_length > cap:
+        return None
+    body = bytearray()
+    while len(body) <= cap:
+        chunk = await resp.content.read(cap + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    return None
+
+
 def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -> Any:
     """HTTP status and body → decoded JSON, PanelError for ``{"error"}``, else ``fail``."""
     if 300 <= status < 400:
@@ -307,6 +329,8 @@ def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -
         raise fail(f"HTTP {status}", action=action)
     try:
         data = decode_json(text)
+    except RecursionError:
+        raise fail(f"JSON nested too deeply (HTTP {status})", action=action) from None
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
