@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.panel import OrderOutcomeUnknown, OrderStatus, PanelClient, PanelUnavailable
+from bot.panel import OrderOutcomeUnknown, OrderStatus, PanelClient, PanelError, PanelUnavailable
+from bot.panel.client import redact
+from bot.panel.models import INVALID_ITEM
 from tests.panel_fixtures import Responder, ScriptedPanel, text_answer
 
 KEY = "sk-live-SECRET-4f1c9e"
@@ -114,3 +117,60 @@ async def test_nesting_the_decoder_accepts_costs_one_item(panel: ScriptedPanel) 
         results = await c.statuses([1, 2])
     assert results[1].status is OrderStatus.PENDING
     assert results[2].error is not None
+
+
+async def test_the_key_is_removed_from_every_panel_text(
+    panel: ScriptedPanel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def respond(params: dict[str, str]) -> web.StreamResponse:
+        echo = f"Invalid key {KEY}"
+        answers: dict[str, Any] = {
+            "balance": {"error": echo},
+            "add": {"error": echo + " x" * 1000},
+            "status": {"1": {"error": echo}, "2": {"status": KEY, "remains": KEY},
+                       KEY: {"status": "Pending"}},
+            "services": [_service(name=f"Fast {KEY} likes", desc=echo), {"service": KEY}],
+            "refill": [{"order": 1, "refill": {"error": echo}}],
+            "cancel": {"error": {"message": echo}},
+        }  # fmt: skip
+        return web.json_response(answers[params["action"]])
+
+    url = await serve(panel, respond)
+    messages: list[str] = []
+    async with make_client(url, retries=0) as c:
+        for call in (c.balance, lambda: c.add(1, link="https://x.test", quantity=10)):
+            with pytest.raises(PanelError) as caught:
+                await call()
+            messages += [caught.value.message, str(caught.value), repr(caught.value)]
+            assert "Invalid key ***" in caught.value.message
+            assert len(caught.value.message) <= 300
+        statuses = await c.statuses([1, 2])
+        assert statuses[1].error == "Invalid key ***"
+        assert statuses[2].error == INVALID_ITEM
+        (service,) = await c.services()
+        assert (service.name, service.desc) == ("Fast *** likes", "Invalid key ***")
+        assert (await c.refills([1]))[1].error == "Invalid key ***"
+        with pytest.raises(PanelError) as cancel:
+            await c.cancel([1])
+        messages.append(str(cancel.value))
+    messages += [r.error or "" for r in statuses.values()]
+    assert all(KEY not in m for m in messages)
+    assert caplog.text and KEY not in caplog.text
+
+
+def test_redact_reaches_every_string_without_recursion() -> None:
+    deep: Any = [f"at the bottom {KEY}"]
+    for _ in range(5000):
+        deep = [deep]
+    data = {"a": deep, f"{KEY} as a name": {"b": [1, KEY + KEY]}, "c": "plain"}
+    cleaned = redact(data, KEY)
+    bottom = cleaned["a"]
+    for _ in range(5000):
+        bottom = bottom[0]
+    assert bottom == ["at the bottom ***"]
+    assert cleaned["*** as a name"] == {"b": [1, "******"]}
+    assert cleaned["c"] == "plain"
+    assert redact(f"{KEY}!", KEY) == "***!"
+    assert redact({"a": "x"}, "") == {"a": "x"}

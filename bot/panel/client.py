@@ -26,6 +26,7 @@ from bot.panel.models import (
     RefillStatusResult,
     Service,
     decode_json,
+    error_text,
     read_balance,
     read_cancels,
     read_order_id,
@@ -43,6 +44,7 @@ log = logging.getLogger("bot.panel")
 T = TypeVar("T")
 R = TypeVar("R")
 
+REDACTED = "***"  # what replaces the key wherever a panel echoes it
 BATCH_SIZE = 100  # the API's limit of ids per multi-id call
 # The most of an answer that is read: a catalog can be large, every other answer is small.
 MAX_ANSWER_BYTES = 1 << 20
@@ -261,7 +263,7 @@ class PanelClient:
         # After an add was sent, any failure leaves the order's existence unknown.
         fail = OrderOutcomeUnknown if action == "add" else PanelUnavailable
         status, text = await self._post(action, fields, fail)
-        data = _decode(action, status, text, fail)
+        data = _decode(action, status, text, fail, secret=self._key.get_secret_value())
         try:
             return parse(data)
         except (ValueError, RecursionError) as exc:
@@ -321,8 +323,14 @@ async def _read_at_most(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
     return None
 
 
-def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -> Any:
-    """HTTP status and body → decoded JSON, PanelError for ``{"error"}``, else ``fail``."""
+def _decode(
+    action: str, status: int, text: str, fail: type[PanelUnavailable], *, secret: str = ""
+) -> Any:
+    """HTTP status and body → decoded JSON, PanelError for ``{"error"}``, else ``fail``.
+
+    Every occurrence of ``secret`` (the key) in the answer's strings is replaced by ``***``
+    before anything reads them, so no error, name or log line can carry it on.
+    """
     if 300 <= status < 400:
         raise fail(f"HTTP {status} redirect (not followed)", action=action)
     if status >= 500 or status == 429:
@@ -334,10 +342,45 @@ def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
+    data = redact(data, secret)
     if isinstance(data, dict) and _is_refusal(action, data):
-        raise PanelError(str(data["error"]), action=action)
+        raise PanelError(error_text(data["error"]), action=action)
     if status != 200:
         raise fail(f"HTTP {status}", action=action)
+    return data
+
+
+def redact(data: Any, secret: str) -> Any:
+    """Decoded JSON with ``secret`` replaced by ``***`` in every string, keys included.
+
+    Containers are changed in place, walked without recursion (the JSON may be as deep as the
+    decoder allows).
+    """
+    if not secret:
+        return data
+    if isinstance(data, str):
+        return data.replace(secret, REDACTED)
+    pending = [data] if isinstance(data, (dict, list)) else []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    if secret in item:
+                        node[index] = item.replace(secret, REDACTED)
+                elif isinstance(item, (dict, list)):
+                    pending.append(item)
+            continue
+        for name in list(node):
+            item = node[name]
+            if isinstance(item, str):
+                if secret in item:
+                    node[name] = item = item.replace(secret, REDACTED)
+            elif isinstance(item, (dict, list)):
+                pending.append(item)
+            if isinstance(name, str) and secret in name:
+                del node[name]
+                node[name.replace(secret, REDACTED)] = item
     return data
 
 
