@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -174,3 +175,47 @@ def test_redact_reaches_every_string_without_recursion() -> None:
     assert cleaned["c"] == "plain"
     assert redact(f"{KEY}!", KEY) == "***!"
     assert redact({"a": "x"}, "") == {"a": "x"}
+
+
+async def test_add_deadline_is_twice_the_request_timeout() -> None:
+    async with make_client("http://127.0.0.1:9/api/v2", timeout=7) as c:
+        assert c.add_deadline == 14
+
+
+async def test_add_still_queued_at_its_deadline_was_never_sent(panel: ScriptedPanel) -> None:
+    url = await serve(panel, text_answer('{"order": 1}'))
+    async with make_client(url, timeout=0.2, max_concurrency=1) as c:
+        await c._slots.acquire()  # another call holds the only slot
+        try:
+            with pytest.raises(PanelUnavailable, match="not sent") as caught:
+                await asyncio.wait_for(c.add(1, link="https://x.test", quantity=10), 3)
+        finally:
+            c._slots.release()
+        assert not isinstance(caught.value, OrderOutcomeUnknown)
+        assert await c.add(1, link="https://x.test", quantity=10) == 1  # the slot was given back
+    assert [r["action"] for r in panel.requests] == ["add"]
+
+
+async def test_add_waiting_for_the_rate_limit_at_its_deadline_was_never_sent(
+    panel: ScriptedPanel,
+) -> None:
+    url = await serve(panel, text_answer('{"balance": "1", "currency": "USD"}'))
+    async with make_client(url, timeout=0.2, max_rps=0.1, max_concurrency=2) as c:
+        await c.balance()  # the only token of the next 10 s
+        with pytest.raises(PanelUnavailable, match="not sent") as caught:
+            await asyncio.wait_for(c.add(1, link="https://x.test", quantity=10), 3)
+        assert not isinstance(caught.value, OrderOutcomeUnknown)
+        assert c._slots.locked() is False
+    assert [r["action"] for r in panel.requests] == ["balance"]
+
+
+async def test_add_that_left_and_timed_out_is_unknown(panel: ScriptedPanel) -> None:
+    async def slow(_params: dict[str, str]) -> web.StreamResponse:
+        await asyncio.sleep(1)
+        return web.json_response({"order": 1})
+
+    url = await serve(panel, slow)
+    async with make_client(url, timeout=0.1) as c:
+        with pytest.raises(OrderOutcomeUnknown, match="timeout on action=add"):
+            await c.add(1, link="https://x.test", quantity=10)
+    assert len(panel.requests) == 1

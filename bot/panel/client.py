@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from types import TracebackType
@@ -53,6 +54,14 @@ MAX_SERVICES_ANSWER_BYTES = 8 << 20
 ListField = str | Sequence[str]
 
 
+@dataclass(frozen=True, slots=True)
+class _AddBound:
+    """Loop times an add must keep: leave the queue by ``queue_until``, be done by ``until``."""
+
+    queue_until: float
+    until: float
+
+
 class PanelClient:
     """One panel account: a lazily created, reused aiohttp session, rate-limited per key."""
 
@@ -71,6 +80,7 @@ class PanelClient:
             raise ValueError("timeout and max_rps must be > 0, max_concurrency >= 1, retries >= 0")
         self._url = api_url
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
         self._limiter = (
@@ -84,6 +94,16 @@ class PanelClient:
     @property
     def api_url(self) -> str:
         return self._url
+
+    @property
+    def add_deadline(self) -> float:
+        """The longest one ``add`` takes, in seconds, its queue included: 2 × the timeout.
+
+        An add waits at most ``timeout`` for a free slot and the rate limit (past that it was
+        never sent: PanelUnavailable), then at most ``timeout`` for the answer (past that it
+        may have reached the panel: OrderOutcomeUnknown), and never beyond this bound.
+        """
+        return 2 * self._timeout_seconds
 
     def __repr__(self) -> str:
         return f"PanelClient(api_url={self._url!r}, api_key=SecretStr('**********'))"
@@ -149,7 +169,9 @@ class PanelClient:
             keywords=keywords, min=min, max=max, posts=posts, old_posts=old_posts,
             delay=delay, expiry=expiry,
         )  # fmt: skip
-        return await self._call("add", fields, read_order_id, read_only=False)
+        started = asyncio.get_running_loop().time()
+        bound = _AddBound(started + self._timeout_seconds, started + self.add_deadline)
+        return await self._call("add", fields, read_order_id, read_only=False, bound=bound)
 
     async def status(self, order: int) -> OrderStatusResult:
         parse = partial(read_status, int(order))
@@ -243,12 +265,13 @@ class PanelClient:
         parse: Callable[[Any], T],
         *,
         read_only: bool,
+        bound: _AddBound | None = None,
     ) -> T:
         """One logical call: read-only ones retry PanelUnavailable with exponential backoff."""
         attempt = 0
         while True:
             try:
-                return await self._attempt(action, fields, parse)
+                return await self._attempt(action, fields, parse, bound)
             except PanelUnavailable as exc:
                 if not read_only or attempt >= self._retries:
                     raise
@@ -258,11 +281,15 @@ class PanelClient:
                 await asyncio.sleep(delay)
 
     async def _attempt(
-        self, action: str, fields: Mapping[str, str], parse: Callable[[Any], T]
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        parse: Callable[[Any], T],
+        bound: _AddBound | None,
     ) -> T:
         # After an add was sent, any failure leaves the order's existence unknown.
         fail = OrderOutcomeUnknown if action == "add" else PanelUnavailable
-        status, text = await self._post(action, fields, fail)
+        status, text = await self._post(action, fields, fail, bound)
         data = _decode(action, status, text, fail, secret=self._key.get_secret_value())
         try:
             return parse(data)
@@ -270,17 +297,40 @@ class PanelClient:
             log.debug("action=%s: unexpected answer shape: %s", action, clip(str(exc), 300))
             raise fail("unexpected answer shape", action=action) from None
 
+    async def _take_turn(self, action: str, bound: _AddBound | None) -> None:
+        """Take a slot and a token of the rate limiter; an add waits until its bound at most."""
+        try:
+            async with asyncio.timeout_at(bound.queue_until if bound else None):
+                await self._slots.acquire()
+                try:
+                    await self._limiter.acquire()
+                except BaseException:
+                    self._slots.release()
+                    raise
+        except TimeoutError:
+            # Still queued: the request never left, so calling it again is safe.
+            raise PanelUnavailable(
+                "still queued at the deadline (not sent)", action=action
+            ) from None
+
     async def _post(
-        self, action: str, fields: Mapping[str, str], fail: type[PanelUnavailable]
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        fail: type[PanelUnavailable],
+        bound: _AddBound | None = None,
     ) -> tuple[int, str]:
         body = {"key": self._key.get_secret_value(), "action": action, **fields}
         session = self._get_session()
-        async with self._slots:
-            await self._limiter.acquire()
+        await self._take_turn(action, bound)
+        try:
             loop = asyncio.get_running_loop()
             started = loop.time()
             try:
-                async with session.post(self._url, data=body, allow_redirects=False) as resp:
+                async with (
+                    asyncio.timeout_at(bound.until if bound else None),
+                    session.post(self._url, data=body, allow_redirects=False) as resp,
+                ):
                     status = resp.status
                     raw = await _read_at_most(resp, _answer_cap(action))
                     if raw is None:
@@ -294,6 +344,8 @@ class PanelClient:
                 raise fail("timeout", action=action) from exc
             except aiohttp.ClientError as exc:
                 raise fail(f"connection error ({type(exc).__name__})", action=action) from exc
+        finally:
+            self._slots.release()
         log.debug(
             "action=%s -> HTTP %d, %d bytes in %.3fs", action, status, len(raw),
             loop.time() - started,
