@@ -221,7 +221,8 @@ def test_malformed_services_are_skipped_but_all_malformed_is_an_error() -> None:
         ({"start_count": "", "remains": "157", "charge": "0.27819"}, None, 157, "0.27819"),
         ({"start_count": None, "remains": 157, "charge": 0.27819}, None, 157, "0.27819"),
         ({"start_count": 3572, "remains": "0", "charge": 1}, 3572, 0, "1"),
-        ({"start_count": "3572", "remains": "-5", "charge": None}, 3572, -5, None),
+        # A negative count is an invalid item (tests/test_panel_hostile.py), no longer -5.
+        ({"start_count": "3572", "remains": "5", "charge": None}, 3572, 5, None),
     ],
 )
 def test_status_numbers(

@@ -7,6 +7,8 @@ Depends on nothing else of the project. The simulated panel for tests and the pl
 from bot.panel.client import PanelClient
 from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
 from bot.panel.models import (
+    MAX_CURRENCY_LENGTH,
+    MAX_STATUS_LENGTH,
     ORDER_TERMINAL,
     REFILL_TERMINAL,
     Balance,
@@ -25,6 +27,8 @@ from bot.panel.models import (
 )
 
 __all__ = [
+    "MAX_CURRENCY_LENGTH",
+    "MAX_STATUS_LENGTH",
     "ORDER_TERMINAL",
     "REFILL_TERMINAL",
     "Balance",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from types import TracebackType
@@ -17,7 +18,7 @@ import aiohttp
 from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
 
-from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable
+from bot.panel.errors import OrderOutcomeUnknown, PanelError, PanelUnavailable, clip
 from bot.panel.models import (
     Balance,
     CancelResult,
@@ -26,6 +27,7 @@ from bot.panel.models import (
     RefillStatusResult,
     Service,
     decode_json,
+    error_text,
     read_balance,
     read_cancels,
     read_order_id,
@@ -43,9 +45,21 @@ log = logging.getLogger("bot.panel")
 T = TypeVar("T")
 R = TypeVar("R")
 
+REDACTED = "***"  # what replaces the key wherever a panel echoes it
 BATCH_SIZE = 100  # the API's limit of ids per multi-id call
+# The most of an answer that is read: a catalog can be large, every other answer is small.
+MAX_ANSWER_BYTES = 1 << 20
+MAX_SERVICES_ANSWER_BYTES = 8 << 20
 
 ListField = str | Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _AddBound:
+    """Loop times an add must keep: leave the queue by ``queue_until``, be done by ``until``."""
+
+    queue_until: float
+    until: float
 
 
 class PanelClient:
@@ -66,6 +80,7 @@ class PanelClient:
             raise ValueError("timeout and max_rps must be > 0, max_concurrency >= 1, retries >= 0")
         self._url = api_url
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
         self._limiter = (
@@ -79,6 +94,16 @@ class PanelClient:
     @property
     def api_url(self) -> str:
         return self._url
+
+    @property
+    def add_deadline(self) -> float:
+        """The longest one ``add`` takes, in seconds, its queue included: 2 × the timeout.
+
+        An add waits at most ``timeout`` for a free slot and the rate limit (past that it was
+        never sent: PanelUnavailable), then at most ``timeout`` for the answer (past that it
+        may have reached the panel: OrderOutcomeUnknown), and never beyond this bound.
+        """
+        return 2 * self._timeout_seconds
 
     def __repr__(self) -> str:
         return f"PanelClient(api_url={self._url!r}, api_key=SecretStr('**********'))"
@@ -144,7 +169,9 @@ class PanelClient:
             keywords=keywords, min=min, max=max, posts=posts, old_posts=old_posts,
             delay=delay, expiry=expiry,
         )  # fmt: skip
-        return await self._call("add", fields, read_order_id, read_only=False)
+        started = asyncio.get_running_loop().time()
+        bound = _AddBound(started + self._timeout_seconds, started + self.add_deadline)
+        return await self._call("add", fields, read_order_id, read_only=False, bound=bound)
 
     async def status(self, order: int) -> OrderStatusResult:
         parse = partial(read_status, int(order))
@@ -238,12 +265,13 @@ class PanelClient:
         parse: Callable[[Any], T],
         *,
         read_only: bool,
+        bound: _AddBound | None = None,
     ) -> T:
         """One logical call: read-only ones retry PanelUnavailable with exponential backoff."""
         attempt = 0
         while True:
             try:
-                return await self._attempt(action, fields, parse)
+                return await self._attempt(action, fields, parse, bound)
             except PanelUnavailable as exc:
                 if not read_only or attempt >= self._retries:
                     raise
@@ -253,31 +281,60 @@ class PanelClient:
                 await asyncio.sleep(delay)
 
     async def _attempt(
-        self, action: str, fields: Mapping[str, str], parse: Callable[[Any], T]
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        parse: Callable[[Any], T],
+        bound: _AddBound | None,
     ) -> T:
         # After an add was sent, any failure leaves the order's existence unknown.
         fail = OrderOutcomeUnknown if action == "add" else PanelUnavailable
-        status, text = await self._post(action, fields, fail)
-        data = _decode(action, status, text, fail)
+        status, text = await self._post(action, fields, fail, bound)
+        data = _decode(action, status, text, fail, secret=self._key.get_secret_value())
         try:
             return parse(data)
-        except ValueError as exc:
-            log.debug("action=%s: unexpected answer shape: %s", action, exc)
+        except (ValueError, RecursionError) as exc:
+            log.debug("action=%s: unexpected answer shape: %s", action, clip(str(exc), 300))
             raise fail("unexpected answer shape", action=action) from None
 
+    async def _take_turn(self, action: str, bound: _AddBound | None) -> None:
+        """Take a slot and a token of the rate limiter; an add waits until its bound at most."""
+        try:
+            async with asyncio.timeout_at(bound.queue_until if bound else None):
+                await self._slots.acquire()
+                try:
+                    await self._limiter.acquire()
+                except BaseException:
+                    self._slots.release()
+                    raise
+        except TimeoutError:
+            # Still queued: the request never left, so calling it again is safe.
+            raise PanelUnavailable(
+                "still queued at the deadline (not sent)", action=action
+            ) from None
+
     async def _post(
-        self, action: str, fields: Mapping[str, str], fail: type[PanelUnavailable]
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        fail: type[PanelUnavailable],
+        bound: _AddBound | None = None,
     ) -> tuple[int, str]:
         body = {"key": self._key.get_secret_value(), "action": action, **fields}
         session = self._get_session()
-        async with self._slots:
-            await self._limiter.acquire()
+        await self._take_turn(action, bound)
+        try:
             loop = asyncio.get_running_loop()
             started = loop.time()
             try:
-                async with session.post(self._url, data=body, allow_redirects=False) as resp:
-                    raw = await resp.read()
+                async with (
+                    asyncio.timeout_at(bound.until if bound else None),
+                    session.post(self._url, data=body, allow_redirects=False) as resp,
+                ):
                     status = resp.status
+                    raw = await _read_at_most(resp, _answer_cap(action))
+                    if raw is None:
+                        raise fail("answer too large", action=action)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # The connection was never made, so nothing was sent: safe to call it plain.
                 raise PanelUnavailable(
@@ -287,6 +344,8 @@ class PanelClient:
                 raise fail("timeout", action=action) from exc
             except aiohttp.ClientError as exc:
                 raise fail(f"connection error ({type(exc).__name__})", action=action) from exc
+        finally:
+            self._slots.release()
         log.debug(
             "action=%s -> HTTP %d, %d bytes in %.3fs", action, status, len(raw),
             loop.time() - started,
@@ -299,21 +358,81 @@ class PanelClient:
         return self._session
 
 
-def _decode(action: str, status: int, text: str, fail: type[PanelUnavailable]) -> Any:
-    """HTTP status and body → decoded JSON, PanelError for ``{"error"}``, else ``fail``."""
+def _answer_cap(action: str) -> int:
+    return MAX_SERVICES_ANSWER_BYTES if action == "services" else MAX_ANSWER_BYTES
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``cap`` bytes (at most cap + 1 read)."""
+    if resp.content_length is not None and resp.content_length > cap:
+        return None
+    body = bytearray()
+    while len(body) <= cap:
+        chunk = await resp.content.read(cap + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    return None
+
+
+def _decode(
+    action: str, status: int, text: str, fail: type[PanelUnavailable], *, secret: str = ""
+) -> Any:
+    """HTTP status and body → decoded JSON, PanelError for ``{"error"}``, else ``fail``.
+
+    Every occurrence of ``secret`` (the key) in the answer's strings is replaced by ``***``
+    before anything reads them, so no error, name or log line can carry it on.
+    """
     if 300 <= status < 400:
         raise fail(f"HTTP {status} redirect (not followed)", action=action)
     if status >= 500 or status == 429:
         raise fail(f"HTTP {status}", action=action)
     try:
         data = decode_json(text)
+    except RecursionError:
+        raise fail(f"JSON nested too deeply (HTTP {status})", action=action) from None
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
+    data = redact(data, secret)
     if isinstance(data, dict) and _is_refusal(action, data):
-        raise PanelError(str(data["error"]), action=action)
+        raise PanelError(error_text(data["error"]), action=action)
     if status != 200:
         raise fail(f"HTTP {status}", action=action)
+    return data
+
+
+def redact(data: Any, secret: str) -> Any:
+    """Decoded JSON with ``secret`` replaced by ``***`` in every string, keys included.
+
+    Containers are changed in place, walked without recursion (the JSON may be as deep as the
+    decoder allows).
+    """
+    if not secret:
+        return data
+    if isinstance(data, str):
+        return data.replace(secret, REDACTED)
+    pending = [data] if isinstance(data, (dict, list)) else []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, str):
+                    if secret in item:
+                        node[index] = item.replace(secret, REDACTED)
+                elif isinstance(item, (dict, list)):
+                    pending.append(item)
+            continue
+        for name in list(node):
+            item = node[name]
+            if isinstance(item, str):
+                if secret in item:
+                    node[name] = item = item.replace(secret, REDACTED)
+            elif isinstance(item, (dict, list)):
+                pending.append(item)
+            if isinstance(name, str) and secret in name:
+                del node[name]
+                node[name.replace(secret, REDACTED)] = item
     return data
 
 

@@ -5,11 +5,22 @@ Messages name the action and the kind of failure only, never the key or a reques
 
 from __future__ import annotations
 
+MAX_ERROR_LENGTH = 300  # characters of a panel's error text that are kept
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits ``limit`` characters, else its start and a trailing "…" (``limit``
+    characters in all)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class PanelError(Exception):
-    """The panel answered ``{"error": ...}``: a definite refusal, kept verbatim in ``message``."""
+    """The panel answered ``{"error": ...}``: a definite refusal, kept in ``message`` as the panel
+    wrote it, except that the client's key is replaced by ``***`` and the text is clipped to
+    ``MAX_ERROR_LENGTH`` characters."""
 
     def __init__(self, message: str, *, action: str | None = None) -> None:
+        message = clip(message, MAX_ERROR_LENGTH)
         super().__init__(message)
         self.message = message
         self.action = action

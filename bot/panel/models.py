@@ -1,6 +1,22 @@
 """Typed answers of the panel API v2, parsed leniently: panels differ in small ways.
 
 Money is Decimal from the wire (``decode_json`` never lets a number pass through float).
+
+Leniency stops where a value could hurt what comes after it. A hostile or broken value makes
+its item invalid (a list item is skipped, a batch item carries ``INVALID_ITEM``, a single answer
+is an unexpected answer) and never costs more than that item:
+
+- a number with more than ``MAX_NUMBER_DIGITS`` significant digits, an exponent beyond
+  ±``MAX_NUMBER_EXPONENT`` or written in more than ``MAX_NUMBER_TEXT`` characters is no number
+  (converting ``1e1000000`` to an int takes seconds of the event loop);
+- a count (remains, start count, min, max) is a whole number in ``0 ≤ n < MAX_ID``, an id one in
+  ``0 < n < MAX_ID`` (a service id below ``MAX_SERVICE_ID``): anything else is invalid, never
+  clamped into a plausible value;
+- an order or refill status longer than ``MAX_STATUS_LENGTH`` (its column) that is not a known
+  status is invalid;
+- a currency that is not a plain token (``CURRENCY_PATTERN``) is "no currency given";
+- names, categories, types and descriptions are clipped to their columns, with a trailing "…";
+  error texts to ``MAX_ERROR_LENGTH``.
 """
 
 from __future__ import annotations
@@ -15,7 +31,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bot.panel.errors import PanelError
+from bot.panel.errors import MAX_ERROR_LENGTH, PanelError, clip
 
 log = logging.getLogger("bot.panel")
 
@@ -23,6 +39,25 @@ T = TypeVar("T")
 
 MISSING_FROM_ANSWER = "missing from answer"
 INVALID_ITEM = "invalid item in answer"
+
+# Numbers: what is sane to convert at all (money, counts and ids alike).
+MAX_NUMBER_DIGITS = 24  # significant digits
+MAX_NUMBER_EXPONENT = 30  # |exponent| of the decimal representation
+MAX_NUMBER_TEXT = 40  # characters of a number written as a string or in the JSON
+# Ids and counts: below 2**62, the limit of bot.ids.MAX_ID (bot.panel imports nothing of ours):
+# every integer column (SQLite, BIGINT) ends at 2**63.
+MAX_ID = 2**62
+MAX_SERVICE_ID = 2**31  # orders.service_id is an INTEGER column
+# Strings: the lengths of the columns they are stored in (storage/models.py).
+MAX_NAME_LENGTH = 512  # orders.service_name
+MAX_CATEGORY_LENGTH = 255  # orders.category
+MAX_TYPE_LENGTH = 64  # orders.service_type
+MAX_DESC_LENGTH = 4096  # not stored; Telegram's limit of one message
+MAX_STATUS_LENGTH = 32  # orders.status, refills.status
+# The currency: 1-10 letters, digits, ".", "_" or "-" ("USD", "USDT-TRC20"); anything else is
+# treated as not given, so the caller falls back to its configured currency.
+MAX_CURRENCY_LENGTH = 10
+CURRENCY_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_CURRENCY_LENGTH}}}")
 
 
 class AnswerShapeError(ValueError):
@@ -36,9 +71,41 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-finite number {name} in JSON")
 
 
+class UnreadableNumber:
+    """A JSON number too long to convert: kept as a marker that every converter rejects, so it
+    invalidates the one item it is in instead of the whole answer."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unreadable number>"
+
+
+UNREADABLE_NUMBER = UnreadableNumber()
+
+
+def _json_int(text: str) -> int | UnreadableNumber:
+    return int(text) if len(text) <= MAX_NUMBER_TEXT else UNREADABLE_NUMBER
+
+
+def _json_float(text: str) -> Decimal | UnreadableNumber:
+    if len(text) > MAX_NUMBER_TEXT:
+        return UNREADABLE_NUMBER
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent beyond what Decimal holds: not a ValueError
+        return UNREADABLE_NUMBER
+
+
 def decode_json(text: str) -> Any:
-    """Decode a panel answer; every non-integer number becomes a Decimal, never a float."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    """Decode a panel answer; every non-integer number becomes a Decimal, never a float.
+
+    A number longer than ``MAX_NUMBER_TEXT`` characters becomes ``UNREADABLE_NUMBER``. Nesting
+    deeper than the interpreter's recursion limit raises RecursionError (not a ValueError).
+    """
+    return json.loads(
+        text, parse_float=_json_float, parse_int=_json_int, parse_constant=_reject_constant
+    )
 
 
 # --- lenient scalar coercion ---------------------------------------------------------------
@@ -49,15 +116,28 @@ def _is_blank(value: Any) -> bool:
 
 
 def to_decimal(value: Any) -> Decimal:
-    """Turn "0.90", 0.9 (a Decimal from ``decode_json``) or 8 into an exact, finite Decimal."""
+    """Turn "0.90", 0.9 (a Decimal from ``decode_json``) or 8 into an exact, finite Decimal.
+
+    Only a sane number: at most ``MAX_NUMBER_DIGITS`` significant digits, an exponent within
+    ±``MAX_NUMBER_EXPONENT``, at most ``MAX_NUMBER_TEXT`` characters as a string.
+    """
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
         raise ValueError(f"not a number: {type(value).__name__}")
+    if isinstance(value, str) and len(value) > MAX_NUMBER_TEXT:
+        raise ValueError(f"not a number: {len(value)} characters")
+    if isinstance(value, int) and value.bit_length() > 4 * MAX_NUMBER_DIGITS:
+        raise ValueError("not a number: too many digits")  # never format a huge int
     try:
-        number = Decimal(str(value).strip())
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except InvalidOperation:
         raise ValueError(f"not a number: {value!r}") from None
     if not number.is_finite():
-        raise ValueError(f"not a finite number: {value!r}")
+        raise ValueError("not a finite number")
+    _sign, digits, exponent = number.as_tuple()
+    if len(digits) > MAX_NUMBER_DIGITS or not isinstance(exponent, int):
+        raise ValueError("not a number: too many digits")
+    if abs(exponent) > MAX_NUMBER_EXPONENT:
+        raise ValueError("not a number: exponent out of range")
     return number
 
 
@@ -67,6 +147,38 @@ def to_int(value: Any) -> int:
     if number != number.to_integral_value():
         raise ValueError(f"not a whole number: {value!r}")
     return int(number)
+
+
+def to_count(value: Any) -> int:
+    """A count (remains, start count, min, max): a whole number with ``0 <= n < MAX_ID``."""
+    number = to_int(value)
+    if not 0 <= number < MAX_ID:
+        raise ValueError("count out of range")
+    return number
+
+
+def to_id(value: Any) -> int:
+    """An id the panel gives (order, refill): a whole number with ``0 < n < MAX_ID``."""
+    number = to_int(value)
+    if not 0 < number < MAX_ID:
+        raise ValueError("id out of range")
+    return number
+
+
+def to_service_id(value: Any) -> int:
+    """A service id: ``0 < n < MAX_SERVICE_ID`` (it is stored in an INTEGER column)."""
+    number = to_int(value)
+    if not 0 < number < MAX_SERVICE_ID:
+        raise ValueError("service id out of range")
+    return number
+
+
+def to_currency(value: Any) -> str | None:
+    """A plain currency token ("USD", "USDT-TRC20"), stripped; anything else is None."""
+    if not isinstance(value, str) or len(value) > 4 * MAX_CURRENCY_LENGTH:
+        return None
+    text = value.strip()
+    return text if CURRENCY_PATTERN.fullmatch(text) else None
 
 
 def to_flag(value: Any) -> bool:
@@ -95,13 +207,34 @@ def _to_text(value: Any) -> str:
     return str(value).strip()
 
 
+def _clipped(limit: int) -> Callable[[Any], str]:
+    """Text clipped to ``limit`` characters (a trailing "…" where clipped): deterministic, so
+    one long category always clips to the same group."""
+
+    def inner(value: Any) -> str:
+        return clip(_to_text(value), limit)
+
+    return inner
+
+
+def _currency_or_blank(value: Any) -> str:
+    return to_currency(value) or ""
+
+
 Money = Annotated[Decimal, BeforeValidator(to_decimal)]
 OptMoney = Annotated[Decimal | None, BeforeValidator(_optional(to_decimal))]
 Int = Annotated[int, BeforeValidator(to_int)]
-OptInt = Annotated[int | None, BeforeValidator(_optional(to_int))]
+Count = Annotated[int, BeforeValidator(to_count)]
+OptCount = Annotated[int | None, BeforeValidator(_optional(to_count))]
+ServiceId = Annotated[int, BeforeValidator(to_service_id)]
 Flag = Annotated[bool, BeforeValidator(to_flag)]
-Text = Annotated[str, BeforeValidator(_to_text)]
-OptText = Annotated[str | None, BeforeValidator(_optional(_to_text))]
+Name = Annotated[str, BeforeValidator(_clipped(MAX_NAME_LENGTH))]
+Category = Annotated[str, BeforeValidator(_clipped(MAX_CATEGORY_LENGTH))]
+OptDesc = Annotated[str | None, BeforeValidator(_optional(_clipped(MAX_DESC_LENGTH)))]
+OptErrorText = Annotated[str | None, BeforeValidator(_optional(_clipped(MAX_ERROR_LENGTH)))]
+# "No currency given" is None in a status and "" in a balance (as when the panel sends none).
+OptCurrency = Annotated[str | None, BeforeValidator(to_currency)]
+Currency = Annotated[str, BeforeValidator(_currency_or_blank)]
 
 
 # --- statuses ------------------------------------------------------------------------------
@@ -162,12 +295,21 @@ def is_terminal_refill_status(status: RefillStatus | str | None) -> bool:
     return isinstance(status, str) and parse_refill_status(status) in REFILL_TERMINAL
 
 
+def _fits_status_column(status: T) -> T:
+    known = isinstance(status, StrEnum)
+    if isinstance(status, str) and not known and len(status) > MAX_STATUS_LENGTH:
+        raise ValueError("unknown status longer than its column")
+    return status
+
+
 def _order_status_field(value: Any) -> OrderStatus | str | None:
-    return None if _is_blank(value) else parse_order_status(_to_text(value))
+    return None if _is_blank(value) else _fits_status_column(parse_order_status(_to_text(value)))
 
 
 def _refill_status_field(value: Any) -> RefillStatus | str | None:
-    return None if _is_blank(value) else parse_refill_status(_to_text(value))
+    if _is_blank(value):
+        return None
+    return _fits_status_column(parse_refill_status(_to_text(value)))
 
 
 # left_to_right: a known status stays the enum member instead of degrading to a plain str.
@@ -192,53 +334,57 @@ class _Model(BaseModel):
 
 class Balance(_Model):
     balance: Money
-    currency: Text = ""
+    currency: Currency = ""  # "" when not given or not a plain token
 
 
 def _type_or_default(value: Any) -> Any:
-    return "Default" if _is_blank(value) else value
+    return "Default" if _is_blank(value) else clip(_to_text(value), MAX_TYPE_LENGTH)
 
 
 class Service(_Model):
-    id: Int = Field(validation_alias=AliasChoices("service", "id"))
-    name: Text
-    type: Annotated[Text, BeforeValidator(_type_or_default)] = "Default"
-    category: Text
+    id: ServiceId = Field(validation_alias=AliasChoices("service", "id"))
+    name: Name
+    type: Annotated[str, BeforeValidator(_type_or_default)] = "Default"
+    category: Category
     rate: Money  # per 1000
-    min: Int
-    max: Int
+    min: Count
+    max: Count
     refill: Flag = False
     cancel: Flag = False
     dripfeed: Flag = False
-    desc: OptText = Field(default=None, validation_alias=AliasChoices("desc", "description"))
+    desc: OptDesc = Field(default=None, validation_alias=AliasChoices("desc", "description"))
+
+
+# The `order` and `refill` a result is for are the ids the caller asked about; the ids the panel
+# gives (an order's refill id, the ids keying a batch answer) are checked with `to_id`.
 
 
 class OrderStatusResult(_Model):
     order: Int
     status: OrderStatusField = None
     charge: OptMoney = None
-    start_count: OptInt = None
-    remains: OptInt = None
-    currency: OptText = None
-    error: OptText = None
+    start_count: OptCount = None
+    remains: OptCount = None
+    currency: OptCurrency = None  # None when not given or not a plain token
+    error: OptErrorText = None
 
 
 class RefillResult(_Model):
     order: Int
-    refill: OptInt = None
-    error: OptText = None
+    refill: Annotated[int | None, BeforeValidator(_optional(to_id))] = None
+    error: OptErrorText = None
 
 
 class RefillStatusResult(_Model):
     refill: Int
     status: RefillStatusField = None
-    error: OptText = None
+    error: OptErrorText = None
 
 
 class CancelResult(_Model):
     order: Int
     ok: bool = False
-    error: OptText = None
+    error: OptErrorText = None
 
 
 # --- answer readers: one per action, raising AnswerShapeError on an unexpected shape -------
@@ -257,10 +403,25 @@ def _expect_list(data: Any, action: str) -> list[Any]:
 
 
 def _item_error(value: Any) -> str | None:
-    """The message of a per-item ``{"error": "..."}``, if that is what ``value`` is."""
+    """The message of a per-item ``{"error": "..."}``, if that is what ``value`` is (clipped)."""
     if isinstance(value, dict) and "error" in value:
-        return str(value["error"])
+        return error_text(value["error"])
     return None
+
+
+def error_text(value: Any) -> str:
+    """A panel's error value as text, clipped to ``MAX_ERROR_LENGTH``; a structure (never
+    rendered: it may be nested as deep as the JSON allows) says only that it is one."""
+    if value is None or isinstance(value, (str, int, Decimal)):
+        return clip(str(value), MAX_ERROR_LENGTH)
+    return "unreadable error"
+
+
+def _loggable(value: Any) -> str:
+    """A short repr of a panel value for a log line."""
+    if value is None or isinstance(value, (str, int, Decimal, UnreadableNumber)):
+        return clip(repr(value), 40)
+    return f"<{type(value).__name__}>"
 
 
 def read_balance(data: Any) -> Balance:
@@ -275,11 +436,12 @@ def read_services(data: Any) -> list[Service]:
         try:
             services.append(Service.model_validate(item))
         except ValidationError:
-            skipped.append(item.get("service") if isinstance(item, dict) else None)
+            skipped.append(_loggable(item.get("service")) if isinstance(item, dict) else "-")
     if skipped and not services:
         raise AnswerShapeError("services: no well-formed service in the answer")
     if skipped:
-        log.warning("skipped %d malformed services (ids %s)", len(skipped), skipped[:10])
+        ids = ", ".join(skipped[:10])
+        log.warning("skipped %d malformed services (ids %s)", len(skipped), ids)
     return services
 
 
@@ -287,7 +449,7 @@ def read_order_id(data: Any) -> int:
     answer = _expect_dict(data, "add")
     if "order" not in answer:
         raise AnswerShapeError("add: no order id in the answer")
-    return to_int(answer["order"])
+    return to_id(answer["order"])
 
 
 def read_status(order: int, data: Any) -> OrderStatusResult:
@@ -308,7 +470,7 @@ def read_statuses(orders: Iterable[int], data: Any) -> dict[int, OrderStatusResu
     items: dict[int, Any] = {}
     for key, item in _expect_dict(data, "status").items():
         try:
-            items[to_int(key)] = item
+            items[to_id(key)] = item
         except ValueError:
             continue
     return {
@@ -325,7 +487,7 @@ def _list_items(data: Any, action: str, id_key: str, value_key: str) -> dict[int
     for entry in _expect_list(data, action):
         if isinstance(entry, dict) and id_key in entry:
             try:
-                items[to_int(entry[id_key])] = entry.get(value_key)
+                items[to_id(entry[id_key])] = entry.get(value_key)
             except ValueError:
                 continue
     return items
@@ -337,14 +499,14 @@ def read_refill_id(data: Any) -> int:
         raise PanelError(error, action="refill")
     if _is_blank(answer.get("refill")):
         raise AnswerShapeError("refill: no refill id in the answer")
-    return to_int(answer["refill"])
+    return to_id(answer["refill"])
 
 
 def _refill_item(order: int, value: Any) -> RefillResult:
     if (error := _item_error(value)) is not None:
         return RefillResult(order=order, error=error)
     try:
-        return RefillResult(order=order, refill=to_int(value))
+        return RefillResult(order=order, refill=to_id(value))
     except ValueError:
         return RefillResult(order=order, error=INVALID_ITEM)
 
