@@ -24,7 +24,7 @@ from bot.leases import process_owner_id
 from bot.notices import Translations
 from bot.notify import Notifier
 from bot.ordering import give_up_interrupted_submissions
-from bot.panel.client import BATCH_SIZE, PanelClient
+from bot.panel.client import BATCH_SIZE, PanelClient, add_deadline
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import OrderStatusResult, RefillStatusResult, is_terminal_refill_status
 from bot.status import (
@@ -47,7 +47,7 @@ LEASES_PER_INTERVAL = 3  # a lease outlives a few cycles, so a crashed poller's 
 MIN_LEASE_SECONDS = 30.0  # …but never less than a slow panel call (retries included)
 MAX_BACKOFF_FACTOR = 10
 BALANCE_CHECK_SECONDS = 60.0
-SUBMISSION_GRACE = 60.0  # seconds past the panel timeout before a stuck `submitting` is unknown
+SUBMISSION_GRACE = 60.0  # seconds past `add`'s deadline before a stuck `submitting` is unknown
 
 Clock = Callable[[], datetime]
 T = TypeVar("T")
@@ -174,7 +174,9 @@ class Poller:
         """A crash during `add` leaves a draft in `submitting`; past the longest an `add` can
         take (its queue included), it is unknown. How many orders that gave up (each wrote
         messages for the sender to deliver)."""
-        grace = timedelta(seconds=SUBMISSION_GRACE + 2 * self._settings.panel_timeout)
+        # Never before the longest an `add` can take, its queue included: past that bound the
+        # client has given up on it itself (PanelUnavailable or OrderOutcomeUnknown).
+        grace = timedelta(seconds=SUBMISSION_GRACE + add_deadline(self._settings.panel_timeout))
         notifier = Notifier(self._settings, self._i18n)
         given_up = await give_up_interrupted_submissions(
             self._sessions, notifier, self._clock() - grace

@@ -95,7 +95,7 @@ def test_ids_out_of_range_in_batches_cost_their_item_only() -> None:
 def test_a_service_id_or_limit_out_of_range_skips_that_service() -> None:
     services = read_services(
         [
-            _service(service=2**31),  # orders.service_id is an INTEGER column
+            _service(service=2**62),  # past every id column (bot.ids.MAX_ID)
             _service(service=2, max=2**63),
             _service(service=3, min=-1),
             _service(service=4),

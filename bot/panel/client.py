@@ -62,6 +62,16 @@ class _AddBound:
     until: float
 
 
+def add_deadline(timeout: float) -> float:
+    """The longest one ``add`` takes, its queue included: 2 × the timeout.
+
+    An add waits at most ``timeout`` for a free slot and the rate limit (past that it was never
+    sent: PanelUnavailable), then at most ``timeout`` for the answer (past that it may have
+    reached the panel: OrderOutcomeUnknown), and never beyond this bound.
+    """
+    return 2 * timeout
+
+
 class PanelClient:
     """One panel account: a lazily created, reused aiohttp session, rate-limited per key."""
 
@@ -97,13 +107,8 @@ class PanelClient:
 
     @property
     def add_deadline(self) -> float:
-        """The longest one ``add`` takes, in seconds, its queue included: 2 × the timeout.
-
-        An add waits at most ``timeout`` for a free slot and the rate limit (past that it was
-        never sent: PanelUnavailable), then at most ``timeout`` for the answer (past that it
-        may have reached the panel: OrderOutcomeUnknown), and never beyond this bound.
-        """
-        return 2 * self._timeout_seconds
+        """The longest one ``add`` takes, in seconds (see `add_deadline`)."""
+        return add_deadline(self._timeout_seconds)
 
     def __repr__(self) -> str:
         return f"PanelClient(api_url={self._url!r}, api_key=SecretStr('**********'))"

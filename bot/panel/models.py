@@ -9,9 +9,9 @@ is an unexpected answer) and never costs more than that item:
 - a number with more than ``MAX_NUMBER_DIGITS`` significant digits, an exponent beyond
   ±``MAX_NUMBER_EXPONENT`` or written in more than ``MAX_NUMBER_TEXT`` characters is no number
   (converting ``1e1000000`` to an int takes seconds of the event loop);
-- a count (remains, start count, min, max) is a whole number in ``0 ≤ n < MAX_ID``, an id one in
-  ``0 < n < MAX_ID`` (a service id below ``MAX_SERVICE_ID``): anything else is invalid, never
-  clamped into a plausible value;
+- a count (remains, start count, min, max) is a whole number in ``0 ≤ n < MAX_ID``, an id
+  (order, refill, service) one in ``0 < n < MAX_ID``: anything else is invalid, never clamped
+  into a plausible value;
 - an order or refill status longer than ``MAX_STATUS_LENGTH`` (its column) that is not a known
   status is invalid;
 - a currency that is not a plain token (``CURRENCY_PATTERN``) is "no currency given";
@@ -47,7 +47,6 @@ MAX_NUMBER_TEXT = 40  # characters of a number written as a string or in the JSO
 # Ids and counts: below 2**62, the limit of bot.ids.MAX_ID (bot.panel imports nothing of ours):
 # every integer column (SQLite, BIGINT) ends at 2**63.
 MAX_ID = 2**62
-MAX_SERVICE_ID = 2**31  # orders.service_id is an INTEGER column
 # Strings: the lengths of the columns they are stored in (storage/models.py).
 MAX_NAME_LENGTH = 512  # orders.service_name
 MAX_CATEGORY_LENGTH = 255  # orders.category
@@ -166,9 +165,9 @@ def to_id(value: Any) -> int:
 
 
 def to_service_id(value: Any) -> int:
-    """A service id: ``0 < n < MAX_SERVICE_ID`` (it is stored in an INTEGER column)."""
+    """A service id: ``0 < n < MAX_ID`` (orders.service_id is a BIGINT)."""
     number = to_int(value)
-    if not 0 < number < MAX_SERVICE_ID:
+    if not 0 < number < MAX_ID:
         raise ValueError("service id out of range")
     return number
 
