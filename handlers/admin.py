@@ -11,10 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from html import escape
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
@@ -37,6 +37,7 @@ PRIVATE = F.chat.type == "private"
 GROUPS = F.chat.type.in_({"group", "supergroup"})
 UNKNOWN_SHOWN = 10  # one message each; the rest after these are settled
 SHOWN_STATUSES = 12
+FIGURE_COMMANDS = ("balance", "stats", "unknown", "wallet")
 
 
 # --- /balance -------------------------------------------------------------------------------
@@ -266,6 +267,18 @@ async def set_group_notices(message: Message, command: CommandObject, people: Pe
         await message.answer(_("This group will no longer be told about orders."))
 
 
+async def figures_in_private(message: Message, bot: Bot) -> None:
+    """/balance, /stats, /unknown in a group: the figures are for the admin's eyes only."""
+    me = await bot.me()
+    button = InlineKeyboardButton(
+        text=_("Open the private chat"), url=f"https://t.me/{me.username}"
+    )
+    await message.reply(
+        _("Figures are shown in a private chat only."),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[[button]]),
+    )
+
+
 async def group_notices_elsewhere(message: Message) -> None:
     await message.answer(_("This works in groups: add me to a group and send it there."))
 
@@ -277,6 +290,7 @@ def create_router() -> Router:
     router.message.register(show_balance, Command("balance"), PRIVATE)
     router.message.register(show_stats, Command("stats"), PRIVATE)
     router.message.register(list_unknown, Command("unknown"), PRIVATE)
+    router.message.register(figures_in_private, Command(*FIGURE_COMMANDS), GROUPS)
     router.callback_query.register(ask_panel_order_id, MarkPlaced.filter())
     router.message.register(
         record_panel_order_id,

@@ -3,7 +3,10 @@ button shown to someone else, and a message too old for Telegram to show us."""
 
 from __future__ import annotations
 
+import contextlib
+
 from aiogram import F, Router, html
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import (
@@ -95,16 +98,21 @@ async def start(message: Message, state: FSMContext, access: Access | None) -> N
     await state.clear()
     name = html.quote(message.from_user.first_name) if message.from_user else ""
     text = _("Hello, {name}!").format(name=name) + "\n\n" + help_text(access)
-    menu = None
-    if message.chat.type == "private" and access is not None and access.may_order:
-        menu = ReplyKeyboardMarkup(
-            keyboard=[
-                [KeyboardButton(text=menu_text("order")), KeyboardButton(text=menu_text("orders"))]
-            ],
-            resize_keyboard=True,
-            is_persistent=True,
-        )
-    await message.answer(text, reply_markup=menu)
+    await message.answer(text, reply_markup=main_menu(message, access))
+
+
+def main_menu(message: Message, access: Access | None) -> ReplyKeyboardMarkup | None:
+    """The reply keyboard ("🛒 New order / 📋 My orders") in the current language, for those
+    who may order, in private chats (in groups it would cover everyone's keyboard)."""
+    if message.chat.type != "private" or access is None or not access.may_order:
+        return None
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=menu_text("order")), KeyboardButton(text=menu_text("orders"))]
+        ],
+        resize_keyboard=True,
+        is_persistent=True,
+    )
 
 
 async def show_help(message: Message, access: Access | None) -> None:
@@ -129,12 +137,25 @@ async def choose_language(message: Message) -> None:
 
 
 async def set_language(
-    query: CallbackQuery, callback_data: LanguageChoice, people: People, i18n: I18n
+    query: CallbackQuery,
+    callback_data: LanguageChoice,
+    message: Message,
+    people: People,
+    i18n: I18n,
+    access: Access | None,
 ) -> None:
     await people.set_language(query.from_user.id, callback_data.code)
     with i18n.use_locale(callback_data.code):
         text = _("Language set: {name}.").format(name=LANGUAGE_NAMES[callback_data.code])
-    await replace(query, text)
+        menu = main_menu(message, access)
+    if menu is None:
+        await replace(query, text)
+        return
+    # The reply keyboard speaks the old language until it is sent again; only a new message
+    # can carry one, so the choice menu gives way to it.
+    with contextlib.suppress(TelegramBadRequest):  # too old to delete: it just stays
+        await message.delete()
+    await message.answer(text, reply_markup=menu)
 
 
 def create_router() -> Router:
@@ -145,5 +166,7 @@ def create_router() -> Router:
     router.message.register(show_help, Command("help"))
     router.message.register(cancel_anything, Command("cancel"))
     router.message.register(choose_language, Command("language"))
-    router.callback_query.register(set_language, LanguageChoice.filter(F.code.in_(LANGUAGES)))
+    router.callback_query.register(
+        set_language, LanguageChoice.filter(F.code.in_(LANGUAGES)), PressedOn()
+    )
     return router

@@ -1,6 +1,7 @@
 """A Bot whose session records requests instead of sending them (aiogram's tests/mocked_bot.py).
 
-`SendMessage`/`EditMessageText` get a plausible `Message` back, everything else `True`. No HTTP,
+`SendMessage`/`EditMessageText` get a plausible `Message` back, `GetMe` the bot's user,
+everything else `True`. No HTTP,
 no JSON: what is left is the bot's own work (and aiogram's) for each update.
 """
 
@@ -15,7 +16,13 @@ from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
-from aiogram.methods import EditMessageReplyMarkup, EditMessageText, SendMessage, TelegramMethod
+from aiogram.methods import (
+    EditMessageReplyMarkup,
+    EditMessageText,
+    GetMe,
+    SendMessage,
+    TelegramMethod,
+)
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, InlineKeyboardMarkup, Message, User
 
@@ -51,6 +58,8 @@ class RecordingSession(BaseSession):
         if isinstance(method, EditMessageText | EditMessageReplyMarkup):
             text = getattr(method, "text", "")
             return self._message(method.chat_id, method.message_id, text, method.reply_markup)  # type: ignore[return-value]
+        if isinstance(method, GetMe):
+            return BOT_USER  # type: ignore[return-value]
         return True  # type: ignore[return-value]
 
     async def stream_content(
