@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import notices
 from bot.config import Settings
 from bot.notices import Translations
+from bot.notify import NoticeButtons
 from bot.panel.models import parse_order_status
-from storage import outbox
+from storage import outbox, polling
 from storage.polling import DueOrder, DueRefill
 
 # Outbox message kinds.
@@ -35,9 +36,12 @@ class OrderChange:
 class StatusAnnouncer:
     """Writes the outbox rows for stored changes, each in its recipient's language."""
 
-    def __init__(self, settings: Settings, i18n: Translations) -> None:
+    def __init__(
+        self, settings: Settings, i18n: Translations, buttons: NoticeButtons | None = None
+    ) -> None:
         self._settings = settings
         self._i18n = i18n
+        self._buttons = buttons  # the order's own buttons on its owner's pushes
         self._notify_on = {str(parse_order_status(word)) for word in settings.notify_on}
 
     async def orders(
@@ -55,6 +59,8 @@ class StatusAnnouncer:
             subscribers = await outbox.subscribed_chats(session, self._settings.notify_chat_ids)
         owners = [change.order.chat_id for change in changes]
         facts = await outbox.recipients(session, owners + subscribers)
+        told_groups = [c.order.id for c in changes if subscribers and c.status in self._notify_on]
+        about = await polling.notice_facts(session, told_groups)
         written = 0
         for change in changes:
             owner = change.order.chat_id
@@ -62,8 +68,9 @@ class StatusAnnouncer:
             if change.status in self._notify_on:
                 targets += [(chat, GROUP_NOTICE) for chat in subscribers if chat != owner]
             for chat_id, kind in targets:
+                _ = self._translate(facts[chat_id])
                 text = notices.order_update_text(
-                    self._translate(facts[chat_id]),
+                    _,
                     panel_order_id=change.order.panel_order_id,
                     service_name=change.order.service_name,
                     status=change.status,
@@ -71,7 +78,12 @@ class StatusAnnouncer:
                     charge=change.charge,
                     currency=change.currency,
                 )
-                await outbox.enqueue(session, chat_id, text, kind=kind)
+                markup = None
+                if kind == GROUP_NOTICE and change.order.id in about:
+                    text += "\n" + notices.who_ordered(about[change.order.id], _)
+                elif kind == ORDER_UPDATE and self._buttons is not None:
+                    markup = self._buttons.order_update(change.order, change.status, _)
+                await outbox.enqueue(session, chat_id, text, markup, kind=kind)
                 written += 1
         return written
 

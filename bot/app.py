@@ -205,6 +205,7 @@ def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
         sessions=services.sessions,
         panel=services.panel,
         i18n=services.i18n,
+        buttons=NoticeKeyboards(),
         owner=sender.owner,
         on_enqueued=sender.notify,
     )

@@ -513,3 +513,26 @@ def add_arguments(service: Service, answers: Answers) -> dict[str, object]:
             value = "\n".join(str(item) for item in value)
         arguments[field.name] = value
     return arguments
+
+
+def answers_again(service: Service, arguments: Mapping[str, object]) -> dict[str, object]:
+    """The answers of an earlier order (its `add` arguments) that still hold for the service as
+    the panel offers it now: each is validated again, and one that no longer passes (a new
+    minimum, say) is left out, so the form asks it again. Order again starts from these."""
+    answers: dict[str, object] = {}
+    for field in steps_for(service):
+        if not field.applies(answers):
+            continue
+        if field.name == "dripfeed":
+            answers["dripfeed"] = True if "runs" in arguments else None
+            continue
+        value = arguments.get(field.name)
+        if value is None:
+            if field.optional:
+                answers[field.name] = None
+            continue
+        try:
+            answers[field.name] = validate_field(field.name, str(value), service, answers)
+        except FormError:
+            continue
+    return answers

@@ -18,6 +18,7 @@ from bot.panel.errors import is_out_of_funds
 from bot.panel.models import OrderStatus, RefillStatus, parse_order_status, parse_refill_status
 from storage.models import Order, SubmissionState
 from storage.outbox import Recipient
+from storage.polling import OrderNotice
 
 Translate = Callable[[str], str]
 
@@ -367,10 +368,18 @@ def unknown_outcome_alert(order: Order, _: Translate) -> str:
     ).format(ref=order.id, service=html.escape(order.service_name))
 
 
-def out_of_funds_alert(order: Order, _: Translate) -> str:
-    return _(
-        "💸 An order of {price} was refused: not enough funds on the panel. Top up the balance."
-    ).format(price=format_money(order.price, order.currency))
+def out_of_funds_alert(order: Order, requester: str, _: Translate) -> str:
+    """`requester` is already HTML (see `person_mention`)."""
+    return "\n".join(
+        [
+            _(
+                "💸 An order of {price} was refused: not enough funds on the panel. "
+                "Top up the balance."
+            ).format(price=format_money(order.price, order.currency)),
+            _("From: {user} (id {id})").format(user=requester, id=order.user_id),
+            *order_details(order, _),
+        ]
+    )
 
 
 def service_changed_text(order: Order, _: Translate) -> str:
@@ -387,3 +396,15 @@ def late_placement_alert(order: Order, _: Translate) -> str:
         "after it had been given up on. Its status is followed from now on, and its chat has "
         "been told."
     ).format(ref=order.id, service=html.escape(order.service_name), id=order.panel_order_id)
+
+
+def who_ordered(facts: OrderNotice, _: Translate) -> str:
+    """A group's notice: who ordered how much for which link."""
+    lines = []
+    if facts.orderer:
+        lines.append(_("Ordered by {name}").format(name=html.escape(facts.orderer)))
+    if facts.quantity is not None:
+        lines.append(_("Quantity: {quantity}").format(quantity=count(facts.quantity)))
+    if facts.link:
+        lines.append(_("Link: {link}").format(link=html.escape(clip(facts.link, SHOWN_LINK))))
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from bot.notices import Translate, Translations, recipient_language, translator
 from storage import outbox
+from storage.polling import DueOrder as DueOrder  # the order a push is about (for handlers/)
 
 Keyboard = dict[str, Any]  # an inline keyboard as Telegram's JSON, stored with the outbox row
 Render = Callable[[Translate], str]
@@ -26,6 +27,12 @@ class NoticeButtons(Protocol):
     """The inline keyboards of pushed messages, built by the Telegram layer (`handlers/`)."""
 
     def approval(self, order_id: int, _: Translate) -> Keyboard: ...
+
+    def order_update(self, order: DueOrder, status: str, _: Translate) -> Keyboard:
+        """The order's own buttons on its status push: details, refill, order again."""
+        ...
+
+    def reconcile(self, order_id: int, _: Translate) -> Keyboard: ...
 
 
 class Notifier:

@@ -27,7 +27,7 @@ from bot import notices
 from bot.access import Access
 from bot.catalog import Catalog
 from bot.config import Settings
-from bot.forms import add_arguments, order_price, order_quantity
+from bot.forms import add_arguments, answers_again, order_price, order_quantity
 from bot.money import order_cost
 from bot.notices import Translate, Translations
 from bot.notify import NoticeButtons, Notifier
@@ -214,9 +214,12 @@ class Ordering:
             return Placement(Outcome.TAKEN, order)
         return await self._submit(order_id, back_to=SubmissionState.DRAFT, decided=False)
 
-    async def _ask_admins(self, session: AsyncSession, order: Order) -> None:
+    async def _requester(self, session: AsyncSession, order: Order) -> str:
         user = await people_store.get_user(session, order.user_id)
-        requester = notices.person_mention(order.user_id, user.first_name if user else None)
+        return notices.person_mention(order.user_id, user.first_name if user else None)
+
+    async def _ask_admins(self, session: AsyncSession, order: Order) -> None:
+        requester = await self._requester(session, order)
         await self._notifier.tell_admins(
             session,
             lambda _: notices.approval_request_text(order, requester, _),
@@ -461,13 +464,20 @@ class Ordering:
         """What the end of a placement tells: admins of an unknown outcome or of a panel out of
         funds; the customer, when an admin's approval (not their own press) placed it."""
         state = SubmissionState(order.state)
-        alert: Callable[[Translate], str] | None = None
         if state == SubmissionState.UNKNOWN:
-            alert = functools.partial(notices.unknown_outcome_alert, order)
+            await self._notifier.tell_admins(
+                session,
+                functools.partial(notices.unknown_outcome_alert, order),
+                kind=ADMIN_ALERT,
+                buttons=lambda _: self._buttons.reconcile(order.id, _),
+            )
         elif state == SubmissionState.FAILED and is_out_of_funds(order.error):
-            alert = functools.partial(notices.out_of_funds_alert, order)
-        if alert is not None:
-            await self._notifier.tell_admins(session, alert, kind=ADMIN_ALERT)
+            requester = await self._requester(session, order)
+            await self._notifier.tell_admins(
+                session,
+                lambda _: notices.out_of_funds_alert(order, requester, _),
+                kind=ADMIN_ALERT,
+            )
         if decided and state in _TOLD_AFTER_APPROVAL:
             told = functools.partial(_TOLD_AFTER_APPROVAL[state], order)
             await self._notifier.tell(session, [order.chat_id], told, kind=DECISION)
@@ -507,8 +517,35 @@ class Ordering:
         self, session: AsyncSession, order: Order, result: OrderStatusResult
     ) -> None:
         await record_status(
-            session, self._settings, order, result, i18n=self._i18n, announce_owner=False
+            session,
+            self._settings,
+            order,
+            result,
+            i18n=self._i18n,
+            buttons=self._buttons,
+            announce_owner=False,
         )
+
+    async def order_again(
+        self, chat_id: int, order_id: int, member: Access
+    ) -> tuple[Service, dict[str, Any]]:
+        """The service of an earlier order as the panel offers it now, and the answers of that
+        order that still hold: a fresh summary at today's price (confirmed like any other)."""
+        order = await self.find(chat_id, order_id)
+        if order is None or order.state != SubmissionState.PLACED:
+            raise OrderActionError("not_found")
+        if not may_act_on(order, member):
+            raise OrderActionError("not_yours")
+        if self._catalog is None:
+            raise OrderActionError("service_gone")
+        try:
+            snapshot = await self._catalog.get()
+        except (PanelError, PanelUnavailable):
+            raise OrderActionError("panel_unavailable") from None
+        service = snapshot.service(order.service_id)
+        if service is None:
+            raise OrderActionError("service_gone")
+        return service, answers_again(service, dict(order.fields or {}))
 
     async def _order_to_act_on(
         self, chat_id: int, order_id: int, member: Access

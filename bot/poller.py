@@ -22,7 +22,7 @@ from bot.announcements import OrderChange, StatusAnnouncer
 from bot.config import Settings
 from bot.leases import process_owner_id
 from bot.notices import Translations
-from bot.notify import Notifier
+from bot.notify import NoticeButtons, Notifier
 from bot.ordering import give_up_interrupted_submissions
 from bot.panel.client import BATCH_SIZE, PanelClient, add_deadline
 from bot.panel.errors import PanelError, PanelUnavailable
@@ -101,6 +101,7 @@ class Poller:
         sessions: async_sessionmaker[AsyncSession],
         panel: PanelClient,
         i18n: Translations,
+        buttons: NoticeButtons | None = None,
         owner: str | None = None,
         on_enqueued: Callable[[], None] | None = None,
         claim_size: int = CLAIM_SIZE,
@@ -112,7 +113,7 @@ class Poller:
         self._sessions = sessions
         self._panel = panel
         self._i18n = i18n
-        self._announcer = StatusAnnouncer(settings, i18n)
+        self._announcer = StatusAnnouncer(settings, i18n, buttons)
         self.owner = owner or process_owner_id()
         self._on_enqueued = on_enqueued
         self._claim_size = claim_size

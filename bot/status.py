@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.announcements import OrderChange, StatusAnnouncer
 from bot.config import Settings
 from bot.notices import Translations
+from bot.notify import NoticeButtons
 from bot.panel.models import OrderStatusResult, is_terminal_order_status
 from storage import polling
 from storage.db import utcnow
@@ -99,6 +100,7 @@ async def record_status(
     answer: OrderStatusResult,
     *,
     i18n: Translations,
+    buttons: NoticeButtons | None = None,
     announce_owner: bool = True,
 ) -> bool:
     """Store one order's status answer obtained outside the poller (the owner's refresh).
@@ -124,6 +126,6 @@ async def record_status(
     change = change_of(due, update) if stored else None
     if change is None:
         return False
-    announcer = StatusAnnouncer(settings, i18n)
+    announcer = StatusAnnouncer(settings, i18n, buttons)
     await announcer.orders(session, [change], include_owner=announce_owner)
     return True

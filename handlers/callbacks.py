@@ -30,6 +30,7 @@ class FormStep(enum.StrEnum):
     YES = "yes"
     CANCEL = "cancel"
     DELAY = "delay"
+    CHANGE = "change"  # on a summary: answer one step again (value: CHANGEABLE's index)
 
 
 class DraftStep(enum.StrEnum):
@@ -43,6 +44,7 @@ class OrderStep(enum.StrEnum):
     REFILL = "refill"
     CANCEL = "cancel"
     CANCEL_YES = "cancel_yes"  # the answer to "Cancel order #N?"
+    AGAIN = "again"  # the same service and answers, to a fresh summary
 
 
 # The buttons of an ordering conversation carry its `flow`; `by` comes last everywhere.

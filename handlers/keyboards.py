@@ -16,9 +16,9 @@ from bot import notices
 from bot.catalog import Category, Page
 from bot.forms import DELAY_CHOICES, Field
 from bot.notices import Translate
-from bot.notify import Keyboard
+from bot.notify import DueOrder, Keyboard
 from bot.ordering import Order, SubmissionState
-from bot.panel.models import OrderStatus, Service, is_terminal_order_status
+from bot.panel.models import OrderStatus, Service, is_terminal_order_status, parse_order_status
 from handlers.callbacks import (
     Approval,
     CategoriesPage,
@@ -39,6 +39,7 @@ from handlers.callbacks import (
 from handlers.texts import service_line
 
 MAX_BUTTON_TEXT = 60
+REFILLABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
 
 
 def _short(text: str) -> str:
@@ -164,7 +165,13 @@ def form_step(field: Field, menu: Menu) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def confirmation(order_id: int, menu: Menu) -> InlineKeyboardMarkup:
+# The answers a summary offers to change in one tap, by their index in FormAction.value.
+CHANGEABLE = ("link", "quantity")
+
+
+def confirmation(
+    order_id: int, menu: Menu, changeable: Sequence[str] = ()
+) -> InlineKeyboardMarkup:
     def draft(text: str, action: DraftStep) -> InlineKeyboardButton:
         data = DraftAction(action=action, order=order_id, by=menu.by)
         return InlineKeyboardButton(text=text, callback_data=data.pack())
@@ -172,9 +179,19 @@ def confirmation(order_id: int, menu: Menu) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [draft(_("✅ Confirm"), DraftStep.CONFIRM), draft(_("✖️ Cancel"), DraftStep.DROP)],
+            _change_buttons(changeable, menu),
             [_form_button(_("‹ Back"), FormStep.BACK, menu)],
         ]
     )
+
+
+def _change_buttons(changeable: Sequence[str], menu: Menu) -> list[InlineKeyboardButton]:
+    labels = {"link": _("✏️ Change link"), "quantity": _("✏️ Change quantity")}
+    return [
+        _form_button(labels[name], FormStep.CHANGE, menu, CHANGEABLE.index(name))
+        for name in CHANGEABLE
+        if name in changeable
+    ]
 
 
 def order_list(orders: Sequence[Order], page: int, pages: int, by: int) -> InlineKeyboardMarkup:
@@ -204,16 +221,14 @@ def order_card(order: Order, by: int) -> InlineKeyboardMarkup:
     row = []
     if is_open:
         row.append(_action(_("🔄 Refresh"), OrderStep.REFRESH, order, by))
-    if (
-        placed
-        and order.can_refill
-        and order.status in (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
-    ):
+    if placed and order.can_refill and order.status in REFILLABLE:
         row.append(_action(_("♻️ Refill"), OrderStep.REFILL, order, by))
     if row:
         builder.row(*row)
     if is_open and order.can_cancel:
         builder.row(_action(_("🛑 Cancel order"), OrderStep.CANCEL, order, by))
+    if placed:
+        builder.row(_action(_("🔁 Order again"), OrderStep.AGAIN, order, by))
     builder.row(
         InlineKeyboardButton(text=_("‹ My orders"), callback_data=OrdersPage(page=0, by=by).pack())
     )
@@ -263,7 +278,7 @@ def approval(order_id: int, _: Translate) -> InlineKeyboardMarkup:
     )
 
 
-def reconcile(order_id: int) -> InlineKeyboardMarkup:
+def reconcile(order_id: int, _: Translate = _) -> InlineKeyboardMarkup:
     return _two(
         InlineKeyboardButton(
             text=_("✅ Mark placed"), callback_data=MarkPlaced(order=order_id).pack()
@@ -283,3 +298,19 @@ class NoticeKeyboards:
 
     def approval(self, order_id: int, _: Translate) -> Keyboard:
         return as_json(approval(order_id, _))
+
+    def order_update(self, order: DueOrder, status: str, _: Translate) -> Keyboard:
+        by = order.user_id
+
+        def action(text: str, step: OrderStep) -> InlineKeyboardButton:
+            data = OrderAction(action=step, order=order.id, by=by)
+            return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+        row = [action(_("📄 Details"), OrderStep.SHOW)]
+        if order.can_refill and parse_order_status(status) in REFILLABLE:
+            row.append(action(_("♻️ Refill"), OrderStep.REFILL))
+        row.append(action(_("🔁 Order again"), OrderStep.AGAIN))
+        return as_json(InlineKeyboardMarkup(inline_keyboard=[row]))
+
+    def reconcile(self, order_id: int, _: Translate) -> Keyboard:
+        return as_json(reconcile(order_id, _))

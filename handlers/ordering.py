@@ -19,7 +19,7 @@ from bot.access import Access
 from bot.catalog import Catalog, CatalogSnapshot
 from bot.config import Settings
 from bot.forms import DELAY_CHOICES, Field, FormError, next_field, steps_for, validate_field
-from bot.ordering import Ordering, Outcome, Placement, SubmissionState
+from bot.ordering import OrderActionError, Ordering, Outcome, Placement, SubmissionState
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
 from handlers import keyboards, texts
@@ -30,13 +30,15 @@ from handlers.callbacks import (
     FormAction,
     FormStep,
     NewOrder,
+    OrderAction,
+    OrderStep,
     SearchStart,
     ServicePick,
     ServicesPage,
 )
 from handlers.filters import InCurrentFlow, MayOrder, MenuButton, PressedOn
 from handlers.flows import FLOW, Flow
-from handlers.keyboards import Menu
+from handlers.keyboards import CHANGEABLE, Menu
 from handlers.screens import ask, member, replace
 from handlers.states import OrderForm
 
@@ -279,9 +281,9 @@ async def _service_gone(target: Message, state: FSMContext) -> None:
     await target.answer(_("This service is no longer available. Send /order to choose again."))
 
 
-async def _menu_of(state: FSMContext, origin: Origin) -> Menu:
+async def _menu_of(state: FSMContext, origin: Origin, by: int | None = None) -> Menu:
     number = (await state.get_data()).get(FLOW)
-    return Menu(int(number) if number is not None else 0, _member_of(origin))
+    return Menu(int(number) if number is not None else 0, by or _member_of(origin))
 
 
 async def answer_step(
@@ -353,15 +355,19 @@ async def _advance(
     ordering: Ordering,
     service: Service,
     answers: dict[str, Any],
+    *,
+    by: int | None = None,
 ) -> None:
-    """Store the answers and ask the next step, or show the summary when the form is full."""
+    """Store the answers and ask the next step, or show the summary when the form is full.
+
+    `by`: the member, when `origin` is the bot's own message (Order again)."""
     field = next_field(service, answers)
     if field is None:
-        await _show_summary(origin, state, ordering, service, answers)
+        await _show_summary(origin, state, ordering, service, answers, by=by)
         return
     await state.set_state(OrderForm.answering)
     await state.update_data(answers=answers, order=None)
-    markup = keyboards.form_step(field, await _menu_of(state, origin))
+    markup = keyboards.form_step(field, await _menu_of(state, origin, by))
     await _show(origin, state, texts.prompt(field.name, service), markup, typed=True)
 
 
@@ -371,13 +377,74 @@ async def _show_summary(
     ordering: Ordering,
     service: Service,
     answers: dict[str, Any],
+    *,
+    by: int | None = None,
 ) -> None:
-    menu = await _menu_of(state, origin)
+    menu = await _menu_of(state, origin, by)
     draft = await ordering.create_draft(_chat_of(origin), menu.by, service, answers)
     await state.set_state(OrderForm.confirming)
     await state.update_data(answers=answers, order=draft.id)
     summary = texts.summary(draft, service, answers)
-    await _show(origin, state, summary, keyboards.confirmation(draft.id, menu), typed=False)
+    changeable = [field.name for field in steps_for(service) if field.name in CHANGEABLE]
+    markup = keyboards.confirmation(draft.id, menu, changeable)
+    await _show(origin, state, summary, markup, typed=False)
+
+
+async def change_answer(
+    query: CallbackQuery,
+    callback_data: FormAction,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    state: FSMContext,
+    catalog: Catalog,
+    ordering: Ordering,
+) -> None:
+    """✏️ Change link / quantity on a summary: that step again, the other answers kept."""
+    data = await state.get_data()
+    if data.get("order") and not await _drop_summary(
+        query, callback_answer, message, state, ordering, int(data["order"])
+    ):
+        return
+    service, answers = await _form(state, catalog)
+    if service is None:
+        await _service_gone(message, state)
+        return
+    if callback_data.value < len(CHANGEABLE):
+        answers.pop(CHANGEABLE[callback_data.value], None)
+    await _advance(query, state, ordering, service, answers)
+
+
+async def order_again(
+    query: CallbackQuery,
+    callback_data: OrderAction,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    state: FSMContext,
+    ordering: Ordering,
+    access: Access,
+) -> None:
+    """🔁 Order again (on a card or a push): the same service and answers, to a fresh summary
+    at today's price, in a new message (the card or push it came from stays as it is)."""
+    try:
+        service, answers = await ordering.order_again(message.chat.id, callback_data.order, access)
+    except OrderActionError as error:
+        callback_answer.text = _order_again_refusal(error)
+        callback_answer.show_alert = True
+        return
+    flow = Flow.of(state, message)
+    await flow.start(message, OrderForm.answering)
+    await state.update_data(service=service.id, answers=answers)
+    await _advance(message, state, ordering, service, answers, by=query.from_user.id)
+
+
+def _order_again_refusal(error: OrderActionError) -> str:
+    if error.code == "service_gone":
+        return _("This service is no longer offered. Send /order to choose another one.")
+    if error.code == "panel_unavailable":
+        return _("The panel is not answering right now. Please try again later.")
+    if error.code == "not_yours":
+        return _("Only the person who placed this order, or an admin, can do that.")
+    return _("This order is not available.")
 
 
 async def choose_in_step(
@@ -601,6 +668,10 @@ def create_router() -> Router:
     router.callback_query.register(step_back, OrderForm.answering, back)
     router.callback_query.register(step_back, OrderForm.confirming, back)
     router.callback_query.register(cancel_form, FormAction.filter(F.action == FormStep.CANCEL))
+    router.callback_query.register(
+        change_answer, OrderForm.confirming, FormAction.filter(F.action == FormStep.CHANGE)
+    )
+    router.callback_query.register(order_again, OrderAction.filter(F.action == OrderStep.AGAIN))
 
     router.callback_query.register(drop_draft, DraftAction.filter(F.action == DraftStep.DROP))
     router.callback_query.register(

@@ -68,7 +68,8 @@ async def ask(
     if chat_message.chat.type == "private":
         return None, await chat_message.answer(text, reply_markup=markup)
     force = ForceReply(selective=True)
-    addressed = f"{user.mention_html()}, {text[:1].lower()}{text[1:]}" if user else text
+    named = user is not None and not user.is_bot
+    addressed = f"{user.mention_html()}, {text[:1].lower()}{text[1:]}" if named and user else text
     from_user = chat_message.from_user
     if from_user is not None and not from_user.is_bot:
         question = await chat_message.reply(addressed, reply_markup=force)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from storage.db import utcnow
-from storage.models import KeyValue, Order, Refill, SubmissionState
+from storage.models import KeyValue, Order, Refill, SubmissionState, User
 from storage.upsert import upsert_statement
 
 
@@ -28,6 +28,8 @@ class DueOrder:
     id: int
     panel_order_id: int
     chat_id: int
+    user_id: int
+    can_refill: bool
     service_name: str
     status: str | None
     remains: int | None
@@ -45,6 +47,8 @@ class DueOrder:
             id=order.id,
             panel_order_id=order.panel_order_id,
             chat_id=order.chat_id,
+            user_id=order.user_id,
+            can_refill=order.can_refill,
             service_name=order.service_name,
             status=order.status,
             remains=order.remains,
@@ -107,6 +111,8 @@ async def claim_due_orders(
             Order.id,
             Order.panel_order_id,
             Order.chat_id,
+            Order.user_id,
+            Order.can_refill,
             Order.service_name,
             Order.status,
             Order.remains,
@@ -118,6 +124,31 @@ async def claim_due_orders(
         .execution_options(synchronize_session=False)
     )
     return sorted((DueOrder(**row._asdict()) for row in result), key=lambda order: order.id)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderNotice:
+    """What a group's completion notice says besides the status: who ordered what for which
+    link (read only for the orders a group is told about)."""
+
+    link: str | None
+    quantity: int | None
+    orderer: str | None  # the user's first name, or @username
+
+
+async def notice_facts(session: AsyncSession, order_ids: Iterable[int]) -> dict[int, OrderNotice]:
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Order.id, Order.link, Order.quantity, User.first_name, User.username)
+        .join(User, User.id == Order.user_id)
+        .where(Order.id.in_(ids))
+    )
+    return {
+        order_id: OrderNotice(link, quantity, first_name or (f"@{username}" if username else None))
+        for order_id, link, quantity, first_name, username in rows
+    }
 
 
 async def record_order_status(

@@ -126,3 +126,47 @@ async def test_blocked_chat_is_skipped_until_it_writes_again(fast_bot: BotUnderT
     alice = fast_bot.user(ALICE, "Alice")
     await alice.send("/help")
     assert not await blocked()
+
+
+async def test_a_push_says_the_news_first_and_carries_order_again(
+    fast_bot: BotUnderTest,
+) -> None:
+    await place_followers(fast_bot, ALICE, quantity="150")
+    alice = fast_bot.user(ALICE, "Alice")
+    fast_bot.sandbox.advance(3600)
+    push = await alice.wait_for(lambda m: m.text.startswith("✅ Order #23501"), timeout=10)
+    assert push.text.splitlines()[0] in ("✅ Order #23501: Completed", "✅ Order #23501: Partial")
+    assert {"Details", "Order again"} <= {
+        b.text.split(" ", 1)[1] for row in push.buttons for b in row
+    }
+    group = await fast_bot.emulator.wait_until(
+        lambda: any("23501" in m.text for m in fast_bot.emulator.messages(GROUP)), 10
+    )
+    assert group
+    [notice] = [m for m in fast_bot.emulator.messages(GROUP) if "23501" in m.text]
+    assert "Ordered by Customer" in notice.text and LINK in notice.text and "150" in notice.text
+
+    summary = await alice.press("Order again", message=push)
+    assert "Please check your order" in summary.text
+    assert LINK in summary.text and "150" in summary.text
+    assert "Change link" in str(summary.buttons)
+    placed = await alice.press("Confirm")
+    assert "Order placed" in placed.text
+    adds = [r for r in fast_bot.sandbox.request_log if r.action == "add"]
+    assert len(adds) == 2
+    first, second = (dict(r.params) for r in adds)
+    assert {k: v for k, v in first.items() if k != "key"} == {
+        k: v for k, v in second.items() if k != "key"
+    }
+
+
+async def test_the_card_offers_order_again_and_a_changed_quantity(fast_bot: BotUnderTest) -> None:
+    await place_followers(fast_bot, ALICE)
+    alice = fast_bot.user(ALICE, "Alice")
+    card = await alice.send("/status 23501")
+    assert "Order again" in str(card.buttons)
+    summary = await alice.press("Order again", message=card)
+    prompt = await alice.press("Change quantity", message=summary)
+    assert "quantity" in prompt.text
+    changed = await alice.send("300")
+    assert "Please check your order" in changed.text and "300" in changed.text
