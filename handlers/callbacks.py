@@ -152,23 +152,20 @@ ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {LanguageChoice.__prefix__}
 
 def flow_of(data: str | None) -> int | None:
     """The flow an ordering button belongs to; None for other buttons."""
-    kind = FLOW_BUTTONS.get((data or "").split(":", 1)[0])
-    if kind is None:
-        return None
-    try:
-        flow: int = getattr(kind.unpack(data or ""), "flow")  # noqa: B009 (every kind has it)
-    except (TypeError, ValueError):
-        return None
-    return flow
+    return _number_in(data, FLOW_BUTTONS, "flow")
 
 
 def member_of(data: str | None) -> int | None:
     """Who a member button was shown to; None for other buttons (or ones that do not unpack)."""
-    kind = MEMBER_BUTTONS.get((data or "").split(":", 1)[0])
+    return _number_in(data, MEMBER_BUTTONS, "by")
+
+
+def _number_in(data: str | None, kinds: dict[str, type[CallbackData]], name: str) -> int | None:
+    kind = kinds.get((data or "").split(":", 1)[0])
     if kind is None:
         return None
     try:
-        member: int = getattr(kind.unpack(data or ""), "by")  # noqa: B009 (every kind has it)
+        number: int = getattr(kind.unpack(data or ""), name)  # every kind of `kinds` has it
     except (TypeError, ValueError):
         return None
-    return member
+    return number

@@ -400,10 +400,7 @@ async def change_answer(
     ordering: Ordering,
 ) -> None:
     """✏️ Change link / quantity on a summary: that step again, the other answers kept."""
-    data = await state.get_data()
-    if data.get("order") and not await _drop_summary(
-        query, callback_answer, message, state, ordering, int(data["order"])
-    ):
+    if not await _leave_summary(query, callback_answer, message, state, ordering):
         return
     service, answers = await _form(state, catalog)
     if service is None:
@@ -516,6 +513,20 @@ async def _drop_summary(
     return False
 
 
+async def _leave_summary(
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    state: FSMContext,
+    ordering: Ordering,
+) -> bool:
+    """Leaving the summary the conversation holds, if any: see `_drop_summary`."""
+    order_id = (await state.get_data()).get("order")
+    if not order_id:
+        return True
+    return await _drop_summary(query, callback_answer, message, state, ordering, int(order_id))
+
+
 async def step_back(
     query: CallbackQuery,
     callback_answer: CallbackAnswer,
@@ -525,11 +536,8 @@ async def step_back(
     ordering: Ordering,
     settings: Settings,
 ) -> None:
-    data = await state.get_data()
-    on_summary = await state.get_state() == OrderForm.confirming and data.get("order")
-    if on_summary and not await _drop_summary(
-        query, callback_answer, message, state, ordering, int(data["order"])
-    ):
+    on_summary = await state.get_state() == OrderForm.confirming
+    if on_summary and not await _leave_summary(query, callback_answer, message, state, ordering):
         return
     service, answers = await _form(state, catalog)
     if service is None:
@@ -566,14 +574,9 @@ async def cancel_form(
     state: FSMContext,
     ordering: Ordering,
 ) -> None:
-    data = await state.get_data()
-    if data.get("order") and not await _drop_summary(
-        query, callback_answer, message, state, ordering, int(data["order"])
-    ):
+    if not await _leave_summary(query, callback_answer, message, state, ordering):
         return
-    await _close(
-        query, message, state, _("Cancelled: nothing was ordered. Send /order to start again.")
-    )
+    await _close(query, message, state, _cancelled())
 
 
 # --- confirmation ------------------------------------------------------------------------
