@@ -408,3 +408,15 @@ def who_ordered(facts: OrderNotice, _: Translate) -> str:
     if facts.link:
         lines.append(_("Link: {link}").format(link=html.escape(clip(facts.link, SHOWN_LINK))))
     return "\n".join(lines)
+
+
+def access_request_text(who: str, user_id: int, username: str | None, _: Translate) -> str:
+    """`who` is already HTML (see `person_mention`)."""
+    handle = f" (@{html.escape(username)})" if username else ""
+    return _("🙋 {user}{handle} asks to be allowed to order (Telegram id {id}).").format(
+        user=who, handle=handle, id=user_id
+    )
+
+
+def access_granted_text(_: Translate) -> str:
+    return _("✅ You may now place orders. Send /order to start.")

@@ -34,6 +34,8 @@ class NoticeButtons(Protocol):
 
     def reconcile(self, order_id: int, _: Translate) -> Keyboard: ...
 
+    def access_request(self, user_id: int, _: Translate) -> Keyboard: ...
+
 
 class Notifier:
     """Writes outbox rows in the caller's session: one per recipient, in their language."""

@@ -9,17 +9,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import notices
 from bot.access import Access, decide_access
 from bot.config import Settings
 from bot.i18n import resolve_language
+from bot.notices import Translations
+from bot.notify import NoticeButtons, Notifier
 from storage import people as store
+from storage.db import utcnow
 
 MAX_REMEMBERED = 100_000
 SEEN_TTL = 60.0
+ACCESS_REQUEST_EVERY = timedelta(days=1)
+ACCESS_NOTICE = "access"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +128,14 @@ class People:
         self,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
+        i18n: Translations,
+        buttons: NoticeButtons,
         recent: RecentlySeen | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
+        self._notifier = Notifier(settings, i18n)
+        self._buttons = buttons
         self._recent = recent or RecentlySeen()
 
     async def visit(self, chat: ChatSeen | None, user: Sender | None) -> Visitor:
@@ -162,14 +173,36 @@ class People:
         self._recent.forget_user(user_id)  # their next update reads the new language
 
     async def set_access(self, user_id: int, allowed: bool) -> Known:
-        """Store /allow or /deny (a user never seen gets a row); who it is, as far as known."""
+        """Store /allow or /deny (a user never seen gets a row); who it is, as far as known.
+        Someone allowed is told, in the same transaction."""
         async with self._sessions.begin() as session:
             await store.set_user_access(session, user_id, allowed)
             user = await store.get_user(session, user_id)
+            if allowed:
+                await self._notifier.tell(
+                    session, [user_id], notices.access_granted_text, kind=ACCESS_NOTICE
+                )
         self._recent.forget_user(user_id)  # their next update reads the new decision
         if user is None:
             return Known(user_id, None, None)
         return Known(user_id, user.first_name, user.username)
+
+    async def request_access(self, user: Sender) -> bool:
+        """ "Ask for access": the admins get the request (with Allow/Deny) at most once a day per
+        person; False when this person asked within the last day already."""
+        since = utcnow() - ACCESS_REQUEST_EVERY
+        async with self._sessions.begin() as session:
+            if not await store.note_access_request(session, user.id, since):
+                return False
+            who = notices.person_mention(user.id, user.first_name)
+            username = user.username
+            await self._notifier.tell_admins(
+                session,
+                lambda _: notices.access_request_text(who, user.id, username, _),
+                kind=ACCESS_NOTICE,
+                buttons=lambda _: self._buttons.access_request(user.id, _),
+            )
+        return True
 
     async def set_group_notices(self, chat_id: int, notify: bool) -> None:
         async with self._sessions.begin() as session:

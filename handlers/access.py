@@ -8,6 +8,9 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
+from bot.people import People, Sender
+from handlers import keyboards
+from handlers.callbacks import AccessRequest
 from handlers.filters import MayOrder, MenuButton, OrderingButton
 from handlers.screens import member
 
@@ -22,7 +25,21 @@ def refusal(user_id: int) -> str:
 
 
 async def refuse_command(message: Message) -> None:
-    await message.answer(refusal(member(message)))
+    by = member(message)
+    offer = keyboards.ask_for_access(by) if message.chat.type == "private" else None
+    await message.answer(refusal(by), reply_markup=offer)
+
+
+async def ask_for_access(
+    query: CallbackQuery, callback_answer: CallbackAnswer, people: People
+) -> None:
+    user = query.from_user
+    sender = Sender(user.id, user.username, user.first_name, user.language_code)
+    if await people.request_access(sender):
+        callback_answer.text = _("Your request went to the admins. I will tell you here.")
+    else:
+        callback_answer.text = _("You asked already today; the admins have your request.")
+    callback_answer.show_alert = True
 
 
 async def refuse_button(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
@@ -38,5 +55,6 @@ def create_router() -> Router:
     router.message.register(refuse_command, Command(*ORDERING_COMMANDS))
     router.message.register(refuse_command, MenuButton("order"))
     router.message.register(refuse_command, MenuButton("orders"))
+    router.callback_query.register(ask_for_access, AccessRequest.filter())
     router.callback_query.register(refuse_button, OrderingButton())
     return router

@@ -28,7 +28,7 @@ from bot.ordering import Order
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.people import Known, People
 from handlers import keyboards
-from handlers.callbacks import MarkFailed, MarkPlaced
+from handlers.callbacks import AccessDecision, MarkFailed, MarkPlaced
 from handlers.filters import IsAdmin, PressedOn
 from handlers.screens import replace
 from handlers.states import Reconcile
@@ -255,6 +255,17 @@ def _who(person: Known) -> str:
     return f"{name} ({', '.join(details)})"
 
 
+async def decide_access_request(
+    query: CallbackQuery, callback_data: AccessDecision, people: People
+) -> None:
+    person = await people.set_access(callback_data.user, callback_data.allow)
+    if callback_data.allow:
+        text = _("{person} may now place orders.")
+    else:
+        text = _("{person} may no longer place orders.")
+    await replace(query, text.format(person=_who(person)))
+
+
 # --- /notify_here and /notify_off -----------------------------------------------------------
 
 
@@ -299,6 +310,7 @@ def create_router() -> Router:
     )
     router.message.register(record_panel_order_id_invalid, Reconcile.panel_order_id)
     router.callback_query.register(mark_failed, MarkFailed.filter())
+    router.callback_query.register(decide_access_request, AccessDecision.filter())
     router.message.register(set_access, Command("allow", "deny"))
     router.message.register(set_group_notices, Command("notify_here", "notify_off"), GROUPS)
     router.message.register(group_notices_elsewhere, Command("notify_here", "notify_off"))

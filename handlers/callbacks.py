@@ -128,6 +128,19 @@ class MarkFailed(CallbackData, prefix="ukf"):
     order: Id
 
 
+class AccessDecision(CallbackData, prefix="ad"):
+    """An admin's answer to someone's "Ask for access"."""
+
+    allow: bool
+    user: Member
+
+
+class AccessRequest(CallbackData, prefix="ar"):
+    """A stranger's "🙋 Ask for access"."""
+
+    by: Member
+
+
 FLOW_BUTTONS: dict[str, type[CallbackData]] = {
     kind.__prefix__: kind
     for kind in (CategoriesPage, ServicesPage, SearchStart, ServicePick, FormAction)
@@ -145,9 +158,13 @@ MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
         OrdersPage,
         OrderAction,
         LanguageChoice,
+        AccessRequest,
     )
 }
-ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {LanguageChoice.__prefix__}
+ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {
+    LanguageChoice.__prefix__,
+    AccessRequest.__prefix__,
+}
 
 
 def flow_of(data: str | None) -> int | None:

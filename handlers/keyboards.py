@@ -20,6 +20,8 @@ from bot.notify import DueOrder, Keyboard
 from bot.ordering import Order, SubmissionState
 from bot.panel.models import OrderStatus, Service, is_terminal_order_status, parse_order_status
 from handlers.callbacks import (
+    AccessDecision,
+    AccessRequest,
     Approval,
     CategoriesPage,
     DraftAction,
@@ -314,3 +316,20 @@ class NoticeKeyboards:
 
     def reconcile(self, order_id: int, _: Translate) -> Keyboard:
         return as_json(reconcile(order_id, _))
+
+    def access_request(self, user_id: int, _: Translate) -> Keyboard:
+        allow = AccessDecision(allow=True, user=user_id).pack()
+        deny = AccessDecision(allow=False, user=user_id).pack()
+        return as_json(
+            _two(
+                InlineKeyboardButton(text=_("✅ Allow"), callback_data=allow),
+                InlineKeyboardButton(text=_("✖️ Deny"), callback_data=deny),
+            )
+        )
+
+
+def ask_for_access(by: int) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(
+        text=_("🙋 Ask for access"), callback_data=AccessRequest(by=by).pack()
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])

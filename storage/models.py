@@ -82,6 +82,7 @@ class User(Base):
     telegram_language: Mapped[str | None] = mapped_column(String(16))
     # Stored /allow (True) or /deny (False), on top of ALLOWED_USER_IDS; None = settings decide.
     access: Mapped[bool | None] = mapped_column(Boolean)
+    access_requested_at: Mapped[datetime | None]  # "Ask for access": one request a day
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

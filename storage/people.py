@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from datetime import datetime
+
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
@@ -97,3 +99,18 @@ async def mark_chat_blocked(session: AsyncSession, chat_id: int) -> None:
 
 async def set_chat_notify(session: AsyncSession, chat_id: int, notify: bool) -> None:
     await session.execute(update(Chat).where(Chat.id == chat_id).values(notify=notify))
+
+
+async def note_access_request(session: AsyncSession, user_id: int, since: datetime) -> bool:
+    """Record that the user asks for access now, unless they asked after `since`; True when
+    this request is the one to pass on (a compare-and-set: two presses at once pass one)."""
+    result = await session.execute(
+        update(User)
+        .where(
+            User.id == user_id,
+            or_(User.access_requested_at.is_(None), User.access_requested_at < since),
+        )
+        .values(access_requested_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)

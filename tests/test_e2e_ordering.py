@@ -235,7 +235,7 @@ async def test_stranger_is_refused_with_their_id(running_bot: BotUnderTest) -> N
     stranger = running_bot.user(STRANGER, "Eve")
     reply = await stranger.send("/order")
     assert str(STRANGER) in reply.text and "admin" in reply.text
-    assert not reply.buttons
+    assert [b.text for row in reply.buttons for b in row] == ["🙋 Ask for access"]  # no menu
     assert add_calls(running_bot) == 0
 
 
