@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from bot.config import ConfigError, load_settings
+from bot.logs import configure_logging, secrets_of
 
 EXIT_CONFIG = 2
 
@@ -24,15 +24,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiohttp's access log and aiogram's per-update lines are noise at INFO.
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
-
-
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "playground":
@@ -44,7 +35,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets_of(settings))
     if args.command == "migrate":
         from migrations import upgrade_database_sync
 
