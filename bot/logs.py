@@ -121,6 +121,8 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> RedactSecrets:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # aiohttp's access log and aiogram's per-update lines are noise at INFO.
+    # aiohttp's access log and aiogram's per-update lines are noise at INFO, and so is
+    # Alembic's list of its plugins, logged when it is imported.
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return install_redaction(secrets)
