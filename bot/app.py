@@ -12,17 +12,21 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramNetworkError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
+from aiohttp import ClientError, ClientTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
@@ -139,13 +143,53 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
     )
 
 
+class TelegramSession(AiohttpSession):
+    """aiogram's aiohttp session, except that it never follows a redirect.
+
+    Every Bot API URL holds the token (`/bot<token>/method`): a redirect would send it (and the
+    request) wherever the `Location` points, and aiohttp's TooManyRedirects message quotes the
+    URL. A 3xx answer is a network error here, like any other answer that is not the Bot API's.
+    """
+
+    async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109 - aiogram's signature
+    ) -> TelegramType:
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        form = self.build_form_data(bot=bot, method=method)
+        seconds = self.timeout if timeout is None else timeout
+        try:
+            async with session.post(
+                url, data=form, timeout=ClientTimeout(total=seconds), allow_redirects=False
+            ) as response:
+                status, content = response.status, await response.text()
+        except TimeoutError as error:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from error
+        except ClientError as error:
+            text = f"{type(error).__name__}: {error}".replace(bot.token, "***")
+            raise TelegramNetworkError(method=method, message=text) from error
+        if 300 <= status < 400:
+            raise TelegramNetworkError(
+                method=method,
+                message=f"HTTP {status}: a redirect, not followed (check TELEGRAM_API_URL)",
+            )
+        answer = self.check_response(bot=bot, method=method, status_code=status, content=content)
+        return cast(TelegramType, answer.result)
+
+
 def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot:
-    """A Bot talking to TELEGRAM_API_URL (a self-hosted Bot API server or a test peer)."""
+    """A Bot talking to TELEGRAM_API_URL (a self-hosted Bot API server or a test peer).
+
+    Raises aiogram's TokenValidationError when BOT_TOKEN does not even look like a token.
+    """
     if session is None:
         api_url = settings.telegram_api_url.rstrip("/")
-        session = AiohttpSession()
+        session = TelegramSession()
         if api_url != OFFICIAL_API:
-            session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+            session = TelegramSession(api=TelegramAPIServer.from_base(api_url))
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,

@@ -8,8 +8,9 @@ import logging
 import sys
 
 from bot.config import ConfigError, load_settings
+from bot.logs import configure_logging, secrets_of
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # as bot.runner.EXIT_CONFIG: a setting is missing or wrong
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,16 +22,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["run", "migrate", "playground"],
         help="run the bot (default), apply database migrations, or start the offline playground",
     )
-    return parser
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log at DEBUG and show the traceback of a start-up failure (as LOG_LEVEL=DEBUG)",
     )
-    # aiohttp's access log and aiogram's per-update lines are noise at INFO.
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    return parser
 
 
 def main(argv: list[str]) -> int:
@@ -44,14 +41,22 @@ def main(argv: list[str]) -> int:
     except ConfigError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    _configure_logging(settings.log_level)
+    debug = args.debug or settings.log_level.strip().upper() == "DEBUG"
+    redaction = configure_logging("DEBUG" if debug else settings.log_level, secrets_of(settings))
     if args.command == "migrate":
         from migrations import upgrade_database_sync
 
         upgrade_database_sync(settings.database_url)
         print("Database is up to date.")
         return 0
-    from bot.runner import run_bot
+    from bot.runner import StartupError, run_bot
 
-    asyncio.run(run_bot(settings))
+    try:
+        asyncio.run(run_bot(settings))
+    except StartupError as error:
+        if debug:  # the whole story, through the log's redaction
+            logging.getLogger(__name__).error("%s", error, exc_info=error)
+        else:
+            print(redaction.redact(str(error)), file=sys.stderr)
+        return error.exit_code
     return 0

@@ -41,6 +41,10 @@ from storage.outbox import QueuedMessage
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 30.0  # longer than a send plus the wait for the global limiter
+# A send must end (answer or time out) within this share of the lease; the rest is for
+# recording the outcome, and for the clocks of other instances, which compare `lease_until`.
+SEND_SHARE_OF_LEASE = 0.8
+MIN_REQUEST_TIMEOUT = 1  # seconds; aiogram's request_timeout is a whole number
 IDLE_WAIT = 0.5  # how often to look for work nobody told us about (other instances' rows)
 MAX_ATTEMPTS = 10
 RETRY_BASE = 2.0  # seconds before the first retry of a transient failure; doubles each time
@@ -152,14 +156,16 @@ class OutboxSender:
 
     async def drain_once(self) -> DeliveryReport:
         """Claim the next sendable message of up to `batch_size` chats and send them."""
+        # Measured before the claim, so the lease is never longer here than in the database.
+        send_before = (
+            asyncio.get_running_loop().time() + self._lease.total_seconds() * SEND_SHARE_OF_LEASE
+        )
         now = self._clock()
         async with self._sessions.begin() as session:
             batch = await outbox.claim_due(
                 session, self.owner, now=now, lease_until=now + self._lease, limit=self._batch_size
             )
         report = DeliveryReport(claimed=len(batch))
-        # Past this moment another instance may have claimed the rows again: send none of them.
-        send_before = asyncio.get_running_loop().time() + self._lease.total_seconds() * 0.8
         outcomes = await asyncio.gather(
             *(self._deliver(message, report, send_before) for message in batch),
             return_exceptions=True,
@@ -186,12 +192,21 @@ class OutboxSender:
         await self._wait_out_pause()
         async with self._limiter:
             await self._wait_out_pause()
-            if asyncio.get_running_loop().time() >= send_before:
+            # Every send ends by `send_before`, answered or timed out, while the lease still
+            # holds: past it another instance may claim the row and send it too. (aiogram's
+            # own timeout, 60 s, is longer than the whole lease.)
+            request_timeout = math.floor(send_before - asyncio.get_running_loop().time())
+            if request_timeout < MIN_REQUEST_TIMEOUT:
                 # The lease is running out (a long 429 pause): leave the row to its next claim
                 # rather than risk a second instance sending it too.
                 return
             try:
-                await self._bot.send_message(message.chat_id, message.text, reply_markup=markup)
+                await self._bot.send_message(
+                    message.chat_id,
+                    message.text,
+                    reply_markup=markup,
+                    request_timeout=request_timeout,
+                )
             except TelegramRetryAfter as error:
                 await self._on_retry_after(message, error.retry_after, report)
             except TelegramForbiddenError:
@@ -208,6 +223,8 @@ class OutboxSender:
                 TimeoutError,
             ) as error:
                 # Network trouble, 5xx and the like (aiogram wraps most as TelegramNetworkError).
+                # A timed-out send may have been delivered all the same: sending it again later
+                # is the one at-least-once window.
                 await self._retry_later(message, report, error)
             else:
                 await self._on_sent(message, report)

@@ -1,14 +1,33 @@
-"""Alembic migrations; `upgrade_database` applies the pending ones (at start-up and `migrate`)."""
+"""Alembic migrations; `upgrade_database` applies the pending ones (at start-up and `migrate`).
+
+Several instances may start at once on one PostgreSQL database: each upgrade holds a session
+advisory lock (`MIGRATION_LOCK_KEY`) on the very connection that runs it, so one instance
+migrates while the others wait, then find nothing left to do. SQLite needs no lock: one process
+owns its file.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.db import create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
+# Any fixed 64-bit number, the same in every instance: "SMM_BOT" in ASCII.
+MIGRATION_LOCK_KEY = 0x534D4D5F424F54
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config(database_url: str) -> Config:
@@ -19,10 +38,48 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade_database_sync(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+@asynccontextmanager
+async def migration_lock(connection: AsyncConnection) -> AsyncIterator[None]:
+    """Hold the migrations' advisory lock on `connection` (PostgreSQL; nothing elsewhere).
+
+    A session lock, not a transaction one: it outlives the commits in between and is released
+    on the way out (or by the server, should the connection die first).
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    await connection.commit()  # Alembic then runs its own transaction on this connection
+    try:
+        yield
+    finally:
+        try:
+            if connection.in_transaction():
+                await connection.rollback()
+            await connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
+            )
+            await connection.commit()
+        except SQLAlchemyError as error:  # the connection is gone, and its lock with it
+            log.warning("could not release the migration lock: %s", type(error).__name__)
+
+
+def _upgrade_on(connection: Connection, config: Config, revision: str) -> None:
+    config.attributes["connection"] = connection  # env.py migrates on it instead of its own
+    command.upgrade(config, revision)
 
 
 async def upgrade_database(database_url: str, revision: str = "head") -> None:
-    """Apply pending migrations; env.py runs its own event loop, hence the thread."""
-    await asyncio.to_thread(upgrade_database_sync, database_url, revision)
+    """Apply pending migrations, one instance at a time."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection, migration_lock(connection):
+            await connection.run_sync(_upgrade_on, alembic_config(database_url), revision)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def upgrade_database_sync(database_url: str, revision: str = "head") -> None:
+    """`upgrade_database` for callers without an event loop (the `migrate` command)."""
+    asyncio.run(upgrade_database(database_url, revision))

@@ -1,4 +1,5 @@
-"""Alembic environment: async engine, URL from the caller or from the bot's settings."""
+"""Alembic environment: the caller's connection (`upgrade_database`), or an async engine of its
+own with the URL from the caller or from the bot's settings (the `alembic` command line)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from migrations import migration_lock
 from storage.db import create_engine
 from storage.models import Base
 
@@ -43,7 +45,7 @@ def _configure(connection: Connection) -> None:
 async def _run_online() -> None:
     engine = create_engine(_database_url())
     try:
-        async with engine.connect() as connection:
+        async with engine.connect() as connection, migration_lock(connection):
             await connection.run_sync(_configure)
             await connection.commit()
     finally:
@@ -63,5 +65,9 @@ def _run_offline() -> None:
 
 if context.is_offline_mode():
     _run_offline()
+elif isinstance(shared := config.attributes.get("connection"), Connection):
+    # `upgrade_database`: its connection already holds the migration lock.
+    _configure(shared)
 else:
+    # The `alembic` command line: a connection of our own, locked the same way.
     asyncio.run(_run_online())

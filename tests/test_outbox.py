@@ -20,6 +20,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
@@ -278,3 +279,68 @@ async def test_two_senders_deliver_each_message_once(rig: Rig) -> None:
             await asyncio.gather(first.drain_once(), second.drain_once())
     for chat_id in (ALICE, BOB, CAROL):
         assert rig.texts(chat_id) == [f"{chat_id}-{n}" for n in range(10)]
+
+
+class StallingTelegram:
+    """A Telegram peer whose first sendMessage answers only after `stall` seconds."""
+
+    def __init__(self, stall: float) -> None:
+        self.stall = stall
+        self.sends: list[float] = []  # when each sendMessage arrived (monotonic)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._serve)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        self.sends.append(time.monotonic())
+        if len(self.sends) == 1:
+            await asyncio.sleep(self.stall)
+        message = {
+            "message_id": len(self.sends),
+            "date": int(time.time()),
+            "chat": {"id": int(str(form["chat_id"])), "type": "private"},
+            "text": str(form["text"]),
+        }
+        return web.json_response({"ok": True, "result": message})
+
+
+async def test_a_slow_send_ends_before_the_lease_so_no_second_sender_repeats_it(
+    sessions: Sessions,
+) -> None:
+    """The request timeout stays inside the lease: a send that stalls past it gives up (and
+    counts as "may have been delivered") before another instance may claim the row."""
+    lease = 3.0
+    peer = StallingTelegram(stall=lease * 2)
+    url = await peer.start()
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(url)))
+    settings = make_settings()
+    first = OutboxSender(bot, sessions, settings, lease_seconds=lease, retry_base=60)
+    second = OutboxSender(bot, sessions, settings, lease_seconds=lease, retry_base=60)
+    try:
+        async with sessions.begin() as session:
+            await outbox.enqueue(session, ALICE, "slow")
+        stalled = asyncio.create_task(first.drain_once())
+        await asyncio.sleep(lease + 0.3)  # the first lease has run out by now
+        report = await second.drain_once()
+        first_report = await asyncio.wait_for(stalled, lease * 3)
+    finally:
+        await bot.session.close()
+        await peer.stop()
+    assert len(peer.sends) == 1, "a second sender re-sent a message still being sent"
+    assert report.claimed == 0
+    assert first_report.postponed == 1  # timed out: retried later, not dropped
+    async with sessions() as session:
+        [waiting] = await outbox.pending(session)
+    assert waiting.attempts == 1 and waiting.lease_owner is None

@@ -221,3 +221,48 @@ async def test_money_with_many_decimals_is_exact(
     async with sessions() as session:
         order = await orders.get_order(session, order_id)
         assert order is not None and order.price == Decimal(amount)
+
+
+async def _fresh_schema(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+async def _migrate_in_a_process(url: str) -> tuple[int, str]:
+    """One instance's start-up migration, in a process of its own (as on three machines)."""
+    import asyncio
+    import sys
+
+    code = "import sys; from migrations import upgrade_database_sync as up; up(sys.argv[1])"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, url, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, stderr.decode()
+
+
+async def test_concurrent_start_up_migrations_on_postgresql() -> None:
+    """Three instances starting at once on a fresh database: an advisory lock lets one migrate
+    while the others wait, then find nothing left to do (without it two crashed in three runs:
+    duplicate pg_type)."""
+    import asyncio
+    import os
+
+    import pytest
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    for _ in range(3):
+        await _fresh_schema(url)
+        results = await asyncio.gather(*(_migrate_in_a_process(url) for _ in range(3)))
+        for returncode, stderr in results:
+            assert returncode == 0, stderr
+        engine = create_engine(url)
+        async with engine.connect() as connection:
+            versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            assert len(versions.all()) == 1
+        await engine.dispose()
