@@ -204,6 +204,15 @@ class People:
             )
         return True
 
+    async def toggle_favourite(self, user_id: int, service_id: int) -> bool:
+        """☆ on a service card: True when the service is a favourite now."""
+        async with self._sessions.begin() as session:
+            return await store.toggle_favourite(session, user_id, service_id)
+
+    async def favourites(self, user_id: int) -> list[int]:
+        async with self._sessions() as session:
+            return await store.favourite_services(session, user_id)
+
     async def set_group_notices(self, chat_id: int, notify: bool) -> None:
         async with self._sessions.begin() as session:
             await store.set_chat_notify(session, chat_id, notify)

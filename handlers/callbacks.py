@@ -107,6 +107,20 @@ class OrderAction(CallbackData, prefix="oa"):
     by: Member
 
 
+class FavouriteToggle(CallbackData, prefix="fv"):
+    """☆ / ★ on a service card (not part of a flow: starring is never stale)."""
+
+    service: Id
+    by: Member
+
+
+class FavouritesPage(CallbackData, prefix="fp"):
+    """★ Favourites on the first category screen."""
+
+    flow: FlowNumber
+    by: Member
+
+
 class LanguageChoice(CallbackData, prefix="lang"):
     code: str
     by: Member
@@ -143,7 +157,14 @@ class AccessRequest(CallbackData, prefix="ar"):
 
 FLOW_BUTTONS: dict[str, type[CallbackData]] = {
     kind.__prefix__: kind
-    for kind in (CategoriesPage, ServicesPage, SearchStart, ServicePick, FormAction)
+    for kind in (
+        CategoriesPage,
+        ServicesPage,
+        SearchStart,
+        ServicePick,
+        FormAction,
+        FavouritesPage,
+    )
 }
 MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
     kind.__prefix__: kind
@@ -159,6 +180,8 @@ MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
         OrderAction,
         LanguageChoice,
         AccessRequest,
+        FavouriteToggle,
+        FavouritesPage,
     )
 }
 ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {

@@ -26,6 +26,8 @@ from handlers.callbacks import (
     CategoriesPage,
     DraftAction,
     DraftStep,
+    FavouritesPage,
+    FavouriteToggle,
     FormAction,
     FormStep,
     MarkFailed,
@@ -73,8 +75,13 @@ def _form_button(text: str, action: FormStep, menu: Menu, value: int = 0) -> Inl
     return InlineKeyboardButton(text=text, callback_data=data.pack())
 
 
-def categories(page: Page[Category], keys: Sequence[str], menu: Menu) -> InlineKeyboardMarkup:
+def categories(
+    page: Page[Category], keys: Sequence[str], menu: Menu, *, favourites: bool = False
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
+    if favourites and page.page == 0:
+        data = FavouritesPage(flow=menu.flow, by=menu.by).pack()
+        builder.row(InlineKeyboardButton(text=_("★ Favourites"), callback_data=data))
     for category, key in zip(page.items, keys, strict=True):
         builder.row(
             InlineKeyboardButton(
@@ -143,6 +150,26 @@ def search_results(found: Sequence[Service], currency: str, menu: Menu) -> Inlin
 def search_cancel(menu: Menu) -> InlineKeyboardMarkup:
     cancel = _form_button(_("✖️ Cancel"), FormStep.CANCEL, menu)
     return InlineKeyboardMarkup(inline_keyboard=[[_to_categories(menu), cancel]])
+
+
+def favourite_button(service_id: int, starred: bool, by: int) -> InlineKeyboardButton:
+    text = _("★ In favourites (tap to remove)") if starred else _("☆ Add to favourites")
+    data = FavouriteToggle(service=service_id, by=by).pack()
+    return InlineKeyboardButton(text=text, callback_data=data)
+
+
+def with_favourite(
+    markup: InlineKeyboardMarkup, service_id: int, starred: bool, by: int
+) -> InlineKeyboardMarkup:
+    """A service card's keyboard with its ☆/★ row first (replacing the one it had)."""
+    rows = [
+        row
+        for row in markup.inline_keyboard
+        if not any((b.callback_data or "").startswith("fv:") for b in row)
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[favourite_button(service_id, starred, by)], *rows]
+    )
 
 
 def form_step(field: Field, menu: Menu) -> InlineKeyboardMarkup:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from html import escape
 from typing import Any
 
@@ -22,11 +23,14 @@ from bot.forms import DELAY_CHOICES, Field, FormError, next_field, steps_for, va
 from bot.ordering import OrderActionError, Ordering, Outcome, Placement, SubmissionState
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
+from bot.people import People
 from handlers import keyboards, texts
 from handlers.callbacks import (
     CategoriesPage,
     DraftAction,
     DraftStep,
+    FavouritesPage,
+    FavouriteToggle,
     FormAction,
     FormStep,
     NewOrder,
@@ -76,8 +80,9 @@ async def catalog_unavailable(event: ErrorEvent) -> None:
 
 
 async def _categories_screen(
-    catalog: Catalog, settings: Settings, page: int, menu: Menu
+    catalog: Catalog, settings: Settings, page: int, menu: Menu, people: People | None = None
 ) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The categories; the first page offers ★ Favourites to a member who has some."""
     snapshot = await _snapshot(catalog)
     categories = snapshot.categories_page(page, settings.page_size)
     if not categories.items:
@@ -88,7 +93,8 @@ async def _categories_screen(
             page=categories.page + 1, pages=categories.pages
         )
     keys = [category.key for category in categories.items]
-    return text, keyboards.categories(categories, keys, menu)
+    starred = people is not None and page == 0 and bool(await people.favourites(menu.by))
+    return text, keyboards.categories(categories, keys, menu, favourites=starred)
 
 
 async def _services_screen(
@@ -112,12 +118,12 @@ async def _services_screen(
 
 
 async def start_order(
-    message: Message, state: FSMContext, catalog: Catalog, settings: Settings
+    message: Message, state: FSMContext, catalog: Catalog, settings: Settings, people: People
 ) -> None:
     """/order (or 🛒): a new flow; the previous one's menu is retired."""
     flow = Flow.of(state, message)
     menu = Menu(await flow.start(message, OrderForm.browsing), member(message))
-    text, markup = await _categories_screen(catalog, settings, 0, menu)
+    text, markup = await _categories_screen(catalog, settings, 0, menu, people)
     await flow.shown(await message.answer(text, reply_markup=markup))
 
 
@@ -143,11 +149,12 @@ async def categories_page(
     state: FSMContext,
     catalog: Catalog,
     settings: Settings,
+    people: People,
 ) -> None:
     flow = Flow.of(state, message)
     await flow.reset(OrderForm.browsing)
     menu = Menu(callback_data.flow, callback_data.by)
-    text, markup = await _categories_screen(catalog, settings, callback_data.page, menu)
+    text, markup = await _categories_screen(catalog, settings, callback_data.page, menu, people)
     await replace(query, text, markup)
     await flow.shown(message)
 
@@ -239,6 +246,7 @@ async def pick_service(
     state: FSMContext,
     catalog: Catalog,
     ordering: Ordering,
+    people: People,
 ) -> None:
     snapshot = await _snapshot(catalog)
     # The button carries the service id; a service the panel dropped is never swapped for another.
@@ -252,15 +260,58 @@ async def pick_service(
     card = texts.service_card(service, await ordering.currency())
     field = _first_field(service)
     steps = keyboards.form_step(field, Menu(callback_data.flow, callback_data.by))
+    starred = service.id in await people.favourites(callback_data.by)
     if message.chat.type == "private":
-        await replace(query, f"{card}\n\n{texts.prompt(field.name, service)}", steps)
+        prompt = texts.prompt(field.name, service)
+        card_steps = keyboards.with_favourite(steps, service.id, starred, callback_data.by)
+        await replace(query, f"{card}\n\n{prompt}", card_steps)
         await flow.shown(message)
         return
-    await replace(query, card)  # the menu becomes the card: its keyboard is gone
+    # The menu becomes the card, with only its ☆ left; the step's buttons go below.
+    star = keyboards.with_favourite(
+        InlineKeyboardMarkup(inline_keyboard=[]), service.id, starred, callback_data.by
+    )
+    await replace(query, card, star)
     await flow.menu_cleared()
     prompt = texts.prompt(field.name, service)
     question, buttons = await ask(message, query.from_user, prompt, steps)
     await flow.shown(buttons, question, buttons)
+
+
+async def favourites_page(
+    query: CallbackQuery,
+    callback_data: FavouritesPage,
+    message: Message,
+    state: FSMContext,
+    catalog: Catalog,
+    ordering: Ordering,
+    people: People,
+) -> None:
+    """★ Favourites: the starred services the panel still offers."""
+    snapshot = await _snapshot(catalog)
+    starred = [snapshot.service(number) for number in await people.favourites(callback_data.by)]
+    found = [service for service in starred if service is not None][:SEARCH_LIMIT]
+    menu = Menu(callback_data.flow, callback_data.by)
+    currency = await ordering.currency()
+    text = _("★ Your favourites:") if found else _("None of your favourites is offered now.")
+    await replace(query, text, keyboards.search_results(found, currency, menu))
+    await Flow.of(state, message).shown(message)
+
+
+async def toggle_favourite(
+    query: CallbackQuery,
+    callback_data: FavouriteToggle,
+    callback_answer: CallbackAnswer,
+    message: Message,
+    people: People,
+) -> None:
+    """☆ / ★ on a service card: one tap adds, one tap removes."""
+    starred = await people.toggle_favourite(callback_data.by, callback_data.service)
+    callback_answer.text = _("Added to favourites.") if starred else _("Removed from favourites.")
+    markup = message.reply_markup or InlineKeyboardMarkup(inline_keyboard=[])
+    flipped = keyboards.with_favourite(markup, callback_data.service, starred, callback_data.by)
+    with contextlib.suppress(TelegramBadRequest):  # pressed twice at once: shown already
+        await message.edit_reply_markup(reply_markup=flipped)
 
 
 def _first_field(service: Service) -> Field:
@@ -661,6 +712,8 @@ def create_router() -> Router:
     router.message.register(search_needs_text, OrderForm.searching, ~F.text)
 
     router.callback_query.register(pick_service, ServicePick.filter())
+    router.callback_query.register(favourites_page, FavouritesPage.filter())
+    router.callback_query.register(toggle_favourite, FavouriteToggle.filter())
     router.message.register(answer_step, OrderForm.answering, F.text, ~F.text.startswith("/"))
     router.message.register(answer_needs_text, OrderForm.answering, ~F.text)
     choices = {FormStep.SKIP, FormStep.YES, FormStep.DELAY}

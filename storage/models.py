@@ -87,6 +87,18 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Favourite(Base):
+    """A service a user starred (☆ on its card): offered first when they order."""
+
+    __tablename__ = "favourites"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    service_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
-from storage.models import Chat, User
+from storage.models import Chat, Favourite, User
 from storage.upsert import upsert
 
 
@@ -114,3 +114,30 @@ async def note_access_request(session: AsyncSession, user_id: int, since: dateti
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def toggle_favourite(session: AsyncSession, user_id: int, service_id: int) -> bool:
+    """Star the service, or unstar it if it was starred; True when it is a favourite now."""
+    removed = await session.execute(
+        delete(Favourite).where(Favourite.user_id == user_id, Favourite.service_id == service_id)
+    )
+    if getattr(removed, "rowcount", 0):
+        return False
+    await upsert(
+        session,
+        Favourite.__table__,  # type: ignore[arg-type]
+        {"user_id": user_id, "service_id": service_id, "created_at": utcnow()},
+        ["user_id", "service_id"],
+        [],
+    )
+    return True
+
+
+async def favourite_services(session: AsyncSession, user_id: int) -> list[int]:
+    """The user's starred service ids, oldest first."""
+    rows = await session.execute(
+        select(Favourite.service_id)
+        .where(Favourite.user_id == user_id)
+        .order_by(Favourite.created_at, Favourite.service_id)
+    )
+    return list(rows.scalars())

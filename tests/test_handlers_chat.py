@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiogram.methods import EditMessageReplyMarkup, SendMessage
+from aiogram.methods import AnswerCallbackQuery, EditMessageReplyMarkup, SendMessage
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
 
 from tests.rig import ADMIN, ALICE, GROUP, Rig, buttons, last_menu, sent_messages
@@ -63,3 +63,26 @@ async def test_words_typed_at_the_category_step_search(rig: Rig) -> None:
     found = last_menu(await rig.send(ALICE, "tiktok"))
     assert "Choose a service" in (found.text or "")
     assert any("TikTok" in b.text for b in buttons(found))
+
+
+async def test_favourites_save_the_taps_of_a_repeat_customer(rig: Rig) -> None:
+    menu = last_menu(await rig.send(ALICE, "/order"))
+    assert not any("Favourites" in b.text for b in buttons(menu))  # none yet
+    services = last_menu(await rig.press(ALICE, menu, "Instagram Followers ("))
+    card = last_menu(await rig.press(ALICE, services, "Instagram Followers [Real"))
+    starred = await rig.press(ALICE, card, "Add to favourites")
+    assert [r.text for r in starred if isinstance(r, AnswerCallbackQuery)] == [
+        "Added to favourites."
+    ]
+    [flipped] = [r for r in starred if isinstance(r, EditMessageReplyMarkup)]
+    assert flipped.reply_markup is not None
+    assert "In favourites" in flipped.reply_markup.inline_keyboard[0][0].text
+
+    menu = last_menu(await rig.send(ALICE, "/order"))
+    assert buttons(menu)[0].text == "★ Favourites"
+    favourites = last_menu(await rig.press(ALICE, menu, "Favourites"))
+    assert any("Instagram Followers [Real" in b.text for b in buttons(favourites))
+    card = last_menu(await rig.press(ALICE, favourites, "Instagram Followers [Real"))
+    await rig.press(ALICE, card, "In favourites")  # one tap removes it
+    menu = last_menu(await rig.send(ALICE, "/order"))
+    assert not any("Favourites" in b.text for b in buttons(menu))
