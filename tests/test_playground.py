@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -290,3 +291,27 @@ async def test_python_m_bot_playground_prints_the_url_first_and_stops_on_sigterm
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_start_up_migrations_log_no_alembic_info_lines(tmp_path: Path) -> None:
+    """Importing Alembic and upgrading a fresh database say nothing at INFO (the bot starts
+    with INFO logging); the level of the `alembic` logger is given back afterwards."""
+    script = (
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from migrations import upgrade_database_sync\n"
+        f"upgrade_database_sync('sqlite+aiosqlite:///{tmp_path / 'fresh.db'}')\n"
+        "assert logging.getLogger('alembic').level == logging.NOTSET\n"
+        "logging.getLogger('alembic.runtime.migration').warning('warnings still show')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["WARNING:alembic.runtime.migration:warnings still show"]
