@@ -11,23 +11,29 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bot.config import ConfigError
+from bot.config import ConfigError, Settings
 from playground.run import (
     ADMIN,
     CUSTOMER,
     SANDBOX_KEY,
     TEAM,
     TOKEN,
+    USER_SETTINGS,
     Playground,
     banner,
+    changed_settings,
+    check_user_settings,
     configured_port,
     playground_settings,
+    run_playground,
+    user_settings,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,25 +141,89 @@ def test_settings_ignore_the_environment_and_dotenv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real token, a broken value or another database in .env or the environment must not
-    reach the playground."""
+    reach the playground: only the behaviour settings of USER_SETTINGS do."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("BOT_TOKEN=123:real-token\nADMIN_IDS=not-a-number\n")
+    (tmp_path / ".env").write_text(
+        "BOT_TOKEN=123:real-token\nADMIN_IDS=not-a-number\nPANEL_API_KEY=real-key\n"
+        "FSM_STORAGE=redis://prod\nWEBHOOK_URL=https://example.com\nmax_order_price=0.01\n"
+        "POLL_INTERVAL=30\nLOW_BALANCE_ALERT=\n"
+    )
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://prod/db")
+    monkeypatch.setenv("TELEGRAM_API_URL", "https://api.telegram.org")
+    monkeypatch.setenv("PANEL_API_URL", "https://panel.example/api/v2")
     monkeypatch.setenv("OPEN_TO_ALL", "true")
-    monkeypatch.setenv("MAX_ORDER_PRICE", "0.01")
+    monkeypatch.setenv("POLL_INTERVAL", "5")  # the environment beats .env, as for the bot
+    user = user_settings()
+    assert user == {"max_order_price": "0.01", "open_to_all": "true", "poll_interval": "5"}
     settings = playground_settings(
         telegram_api_url="http://127.0.0.1:1",
         panel_api_url="http://127.0.0.1:2/api/v2",
         panel_api_key="key",
         database_url="sqlite+aiosqlite:///x.db",
+        user=user | {"bot_token": "1:smuggled", "database_url": "sqlite:///elsewhere.db"},
     )
     assert settings.bot_token.get_secret_value() == TOKEN
+    assert settings.telegram_api_url == "http://127.0.0.1:1"
+    assert settings.panel_api_url == "http://127.0.0.1:2/api/v2"
+    assert settings.panel_api_key is not None
+    assert settings.panel_api_key.get_secret_value() == "key"
     assert settings.database_url == "sqlite+aiosqlite:///x.db"
+    assert settings.fsm_storage == "database" and settings.webhook_url is None
     assert settings.admin_ids == [ADMIN.id]
     assert settings.allowed_user_ids == [CUSTOMER.id]
     assert settings.notify_chat_ids == [TEAM.id]
-    assert settings.open_to_all is False and settings.max_order_price is None
-    assert settings.poll_interval == 2
+    assert settings.open_to_all is True and settings.max_order_price == Decimal("0.01")
+    assert settings.low_balance_alert is None and settings.poll_interval == 5
+    assert changed_settings(user) == [
+        "MAX_ORDER_PRICE=0.01",
+        "OPEN_TO_ALL=true",
+        "POLL_INTERVAL=5",
+    ]
+
+
+def test_without_user_settings_the_playground_polls_fast() -> None:
+    settings = check_user_settings({})
+    assert settings.poll_interval == 2 and settings.open_to_all is False
+    assert settings.max_order_price is None and settings.default_language == "en"
+    # A value equal to what the playground uses anyway is not worth a line at start-up.
+    assert (
+        changed_settings({"open_to_all": "false", "poll_aging": "6h=300,24h=900,72h=3600"}) == []
+    )
+
+
+def test_user_settings_are_behaviour_settings_of_the_bot() -> None:
+    fields = set(Settings.model_fields)
+    assert {name.lower() for name in USER_SETTINGS} <= fields
+    assert all(name == name.upper() for name in USER_SETTINGS)
+    never = ("BOT_TOKEN", "PANEL_API", "DATABASE_URL", "TELEGRAM_API_URL", "WEBHOOK_", "FSM_")
+    assert not [name for name in USER_SETTINGS if name.startswith(never)]
+    assert not [name for name in USER_SETTINGS if name.endswith("_IDS")]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_ORDER_PRICE", "lots"),
+        ("OPEN_TO_ALL", "maybe"),
+        ("POLL_INTERVAL", "0"),
+        ("POLL_AGING", "soon"),
+        ("DEFAULT_LANGUAGE", "de"),
+    ],
+)
+def test_a_bad_user_setting_is_one_line_and_exit_2(
+    name: str,
+    value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    assert run_playground() == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"Configuration error: {name} is invalid: ")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_port_comes_from_playground_port(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -240,6 +310,53 @@ async def test_an_order_through_the_page_api(http: aiohttp.ClientSession) -> Non
     assert "Instagram Followers [Real, 30 days refill]" in summary["text"]
     assert "1.25 USD" in summary["text"] and LINK in summary["text"]
     assert "<b>" in summary["html"]  # the page gets the bot's markup to render
+
+
+async def _order_followers(customer: PageUser) -> Json:
+    """The Customer's summary for 1000 followers of 2001 (1.25 USD)."""
+    await customer.send("/order")
+    await customer.wait_for(has_button("Instagram Followers ("))
+    await customer.press("Instagram Followers (")
+    await customer.wait_for(has_button("Instagram Followers [Real"))
+    await customer.press("Instagram Followers [Real")
+    await customer.wait_for(says("link"))
+    await customer.send(LINK)
+    await customer.wait_for(says("quantity"))
+    await customer.send("1000")
+    await customer.wait_for(has_button("Skip"))
+    await customer.press("Skip")
+    return await customer.wait_for(has_button("Confirm"))
+
+
+async def test_an_approval_can_be_tried_with_max_order_price(tmp_path: Path) -> None:
+    world = Playground(database_path=tmp_path / "playground.db", user={"max_order_price": "1"})
+    await world.start(port=0)
+    try:
+        async with aiohttp.ClientSession(base_url=world.url) as http:
+            customer = PageUser(http, CUSTOMER.id, CUSTOMER.id)
+            admin = PageUser(http, ADMIN.id, ADMIN.id)
+            await _order_followers(customer)
+            await customer.press("Confirm")
+            await customer.wait_for(says("approval"))
+            request = await admin.wait_for(has_button("Approve"))
+            assert "waits for your approval" in request["text"] and "1.25 USD" in request["text"]
+            await admin.press("Approve")
+            placed = await customer.wait_for(says("23501"))
+            assert "Order placed" in placed["text"]
+    finally:
+        await world.stop()
+
+
+async def test_default_language_decides_what_the_personas_read(tmp_path: Path) -> None:
+    world = Playground(database_path=tmp_path / "playground.db", user={"default_language": "fil"})
+    await world.start(port=0)
+    try:
+        async with aiohttp.ClientSession(base_url=world.url) as http:
+            customer = PageUser(http, CUSTOMER.id, CUSTOMER.id)
+            await customer.send("/start")
+            await customer.wait_for(says("Kumusta, Customer!"))
+    finally:
+        await world.stop()
 
 
 async def test_the_stranger_may_not_order(http: aiohttp.ClientSession) -> None:
