@@ -5,6 +5,7 @@ like a program should."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -264,6 +265,54 @@ async def test_setup_describes_the_world(http: aiohttp.ClientSession) -> None:
     async with http.get("/user-api/chats") as response:
         chats = {c["chat"]["id"] for c in (await response.json())["chats"]}
     assert chats == {1000, 1001, 1999, -100777}
+
+
+async def test_the_command_menu_is_served_per_chat_and_person(
+    http: aiohttp.ClientSession, playground: Playground
+) -> None:
+    """What the page shows when "/" is typed: the bot's setMyCommands list, as Telegram picks
+    it for that person in that chat."""
+    for chat_id in (CUSTOMER.id, TEAM.id):
+        async with http.get(
+            f"/user-api/chats/{chat_id}/commands", params={"user_id": CUSTOMER.id}
+        ) as response:
+            menu = (await response.json())["commands"]
+        assert [c["command"] for c in menu][:2] == ["order", "orders"]
+        assert menu[0]["description"] == "Place a new order"
+    async with http.get("/user-api/chats/424242/commands", params={"user_id": 1}) as response:
+        assert response.status == 404
+    async with http.get(f"/user-api/chats/{CUSTOMER.id}/commands") as response:
+        assert response.status == 400
+
+
+def test_the_menu_follows_telegrams_order_of_scopes() -> None:
+    """The narrowest scope the bot set wins, with the person's language before none."""
+    from playground.telegram import TelegramEmulator
+
+    emulator = TelegramEmulator()
+    emulator.user(5, first_name="Ana", language_code="tl-PH")
+    emulator.user(6, first_name="Ben", language_code="en")
+    emulator.add_group(-100, "Group")
+    state = next(iter(emulator._bots.values()))
+
+    def menu(scope: Json, language: str, name: str) -> None:
+        key = (json.dumps(scope, sort_keys=True), language)
+        state.commands[key] = [{"command": name, "description": name}]
+
+    def names(user_id: int, chat_id: int) -> list[str]:
+        return [c["command"] for c in emulator.menu_commands(user_id, chat_id)]
+
+    assert names(5, 5) == []
+    menu({"type": "default"}, "", "default")
+    menu({"type": "default"}, "tl", "default_tl")
+    assert names(5, 5) == ["default_tl"] and names(6, 6) == ["default"]
+    menu({"type": "all_private_chats"}, "", "private")
+    assert names(5, 5) == ["private"] and names(6, -100) == ["default"]
+    menu({"type": "chat", "chat_id": "6"}, "", "ben")  # ids may come as text
+    assert names(6, 6) == ["ben"] and names(5, 5) == ["private"]
+    menu({"type": "all_group_chats"}, "", "groups")
+    menu({"type": "chat_member", "chat_id": -100, "user_id": 5}, "", "ana_here")
+    assert names(5, -100) == ["ana_here"] and names(6, -100) == ["groups"]
 
 
 async def test_sandbox_controls(http: aiohttp.ClientSession, playground: Playground) -> None:
