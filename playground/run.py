@@ -242,7 +242,13 @@ class Playground:
             raise RuntimeError("the bot did not start polling the emulator")
 
     async def _start_web(self, port: int) -> str:
-        app = create_app(self.emulator, self.sandbox, personas=PERSONAS, group=TEAM)
+        app = create_app(
+            self.emulator,
+            self.sandbox,
+            personas=PERSONAS,
+            group=TEAM,
+            settings=changed_settings(self.user_settings),
+        )
         self._web = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._web.setup()
         await web.TCPSite(self._web, self.host, port).start()

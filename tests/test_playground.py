@@ -262,6 +262,7 @@ async def test_setup_describes_the_world(http: aiohttp.ClientSession) -> None:
     assert setup["group"] == {"id": -100777, "title": "Team"}
     assert setup["bot"]["is_bot"] is True
     assert setup["sandbox"]["balance"] == "100.84292"
+    assert setup["settings"] == []
     async with http.get("/user-api/chats") as response:
         chats = {c["chat"]["id"] for c in (await response.json())["chats"]}
     assert chats == {1000, 1001, 1999, -100777}
@@ -392,6 +393,8 @@ async def test_an_approval_can_be_tried_with_max_order_price(tmp_path: Path) -> 
             await admin.press("Approve")
             placed = await customer.wait_for(says("23501"))
             assert "Order placed" in placed["text"]
+            async with http.get("/api/setup") as response:
+                assert (await response.json())["settings"] == ["MAX_ORDER_PRICE=1"]
     finally:
         await world.stop()
 

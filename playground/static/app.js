@@ -26,7 +26,7 @@ const AUTO_LINKS =
 const COMMAND_PREFIX = /^\/([A-Za-z0-9_]{0,32})(@[A-Za-z0-9_]*)?$/;
 
 const app = {
-  setup: null, // {bot, personas, group, sandbox}
+  setup: null, // {bot, personas, group, sandbox, settings}
   persona: null, // the persona the page acts as
   chatId: null, // the open chat
   messages: new Map(), // message_id -> message (the open chat, ordered by id)
@@ -1018,6 +1018,13 @@ function bindSandbox() {
   );
 }
 
+/** The user's settings the playground runs with (MAX_ORDER_PRICE=1…), if any. */
+function renderSettings(settings) {
+  const note = $("settings-note");
+  note.textContent = `Your settings: ${settings.join(", ")}`;
+  note.hidden = settings.length === 0;
+}
+
 /* --- start --------------------------------------------------------------------------------- */
 
 function every(ms, task) {
@@ -1091,6 +1098,7 @@ async function main() {
     setup.personas.find((p) => p.may_order && p.name === "Customer") ||
     setup.personas[0];
   renderSandbox(setup.sandbox);
+  renderSettings(setup.settings || []);
   bindComposer();
   bindSandbox();
   renderPersonas();
