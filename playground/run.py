@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ ADMIN = Persona(1000, "Admin", "the account owner", may_order=True)
 CUSTOMER = Persona(1001, "Customer", "allowed to order", may_order=True)
 STRANGER = Persona(1999, "Stranger", "not allowed to order", may_order=False)
 PERSONAS = (ADMIN, CUSTOMER, STRANGER)
+# With OPEN_TO_ALL=true the Stranger may order too, and the page says so.
+OPEN_STRANGER = Persona(1999, "Stranger", "may order too (OPEN_TO_ALL=true)", may_order=True)
 TEAM = Group(-100777, "Team")
 
 
@@ -165,6 +167,11 @@ def changed_settings(user: Mapping[str, str]) -> list[str]:
     ]
 
 
+def personas(settings: Settings) -> tuple[Persona, ...]:
+    """Who the page can act as, described as the settings make them."""
+    return (ADMIN, CUSTOMER, OPEN_STRANGER if settings.open_to_all else STRANGER)
+
+
 def _delete_database(path: Path) -> None:
     """A fresh start: the database goes, with SQLite's side files."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +193,7 @@ class Playground:
         """`user`: the `USER_SETTINGS` to run with (see `user_settings`); none by default."""
         self.database_path = database_path
         self.user_settings = dict(user or {})
+        self.personas = personas(check_user_settings(self.user_settings))
         self.host = host
         self.emulator = TelegramEmulator(
             token=TOKEN, username="smm_playground_bot", first_name="SMM Panel Bot"
@@ -212,7 +220,7 @@ class Playground:
         _delete_database(self.database_path)
         telegram_url = await self.emulator.start(self.host, 0)
         panel_url = await self.sandbox.start(self.host, 0)
-        for persona in PERSONAS:
+        for persona in self.personas:
             # No Telegram language: the bot speaks DEFAULT_LANGUAGE until /language.
             self.emulator.user(persona.id, first_name=persona.name, language_code=None)
         self.emulator.add_group(TEAM.id, TEAM.title)
@@ -245,7 +253,7 @@ class Playground:
         app = create_app(
             self.emulator,
             self.sandbox,
-            personas=PERSONAS,
+            personas=self.personas,
             group=TEAM,
             settings=changed_settings(self.user_settings),
         )
@@ -300,11 +308,11 @@ class Playground:
             log.exception("the bot stopped polling with an error")
 
 
-def _hints(url: str, user: Mapping[str, str]) -> list[str]:
-    people = ", ".join(f"{p.name} ({p.id}, {p.role})" for p in PERSONAS)
+def _hints(url: str, user: Mapping[str, str], people: Sequence[Persona]) -> list[str]:
+    who = ", ".join(f"{p.name} ({p.id}, {p.role})" for p in people)
     lines = [
         banner(url),
-        f"  People: {people}; the {TEAM.title} group ({TEAM.id}) gets completion notices.",
+        f"  People: {who}; the {TEAM.title} group ({TEAM.id}) gets completion notices.",
     ]
     changed = changed_settings(user)
     if changed:
@@ -326,7 +334,7 @@ async def _serve(port: int, user: Mapping[str, str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
             loop.add_signal_handler(sig, stop.set)
-    print("\n".join(_hints(url, user)), flush=True)
+    print("\n".join(_hints(url, user, playground.personas)), flush=True)
     try:
         await playground.wait(stop)
         crashed = not stop.is_set()

@@ -399,6 +399,22 @@ async def test_an_approval_can_be_tried_with_max_order_price(tmp_path: Path) -> 
         await world.stop()
 
 
+async def test_open_to_all_lets_the_stranger_order(tmp_path: Path) -> None:
+    world = Playground(database_path=tmp_path / "playground.db", user={"open_to_all": "true"})
+    await world.start(port=0)
+    try:
+        async with aiohttp.ClientSession(base_url=world.url) as http:
+            async with http.get("/api/setup") as response:
+                setup = await response.json()
+            assert [p["may_order"] for p in setup["personas"]] == [True, True, True]
+            assert "OPEN_TO_ALL" in setup["personas"][2]["role"]
+            stranger = PageUser(http, 1999, 1999)
+            await stranger.send("/order")
+            await stranger.wait_for(has_button("Instagram Followers ("))
+    finally:
+        await world.stop()
+
+
 async def test_default_language_decides_what_the_personas_read(tmp_path: Path) -> None:
     world = Playground(database_path=tmp_path / "playground.db", user={"default_language": "fil"})
     await world.start(port=0)
