@@ -190,7 +190,8 @@ class Playground:
         step_seconds: float = STEP_SECONDS,
         user: Mapping[str, str] | None = None,
     ) -> None:
-        """`user`: the `USER_SETTINGS` to run with (see `user_settings`); none by default."""
+        """`user`: the `USER_SETTINGS` to run with (see `user_settings`), none by default; a
+        bad value raises `ConfigError` here, before anything starts."""
         self.database_path = database_path
         self.user_settings = dict(user or {})
         self.personas = personas(check_user_settings(self.user_settings))
