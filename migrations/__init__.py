@@ -9,19 +9,36 @@ owns its file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.db import create_engine
+@contextlib.contextmanager
+def _alembic_warnings_only() -> Iterator[None]:
+    """Alembic's INFO lines ("setup plugin …" at import; "Context impl …", "Running upgrade …"
+    at each upgrade) are noise at every start of the bot; its warnings and errors still show."""
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(max(logging.WARNING, alembic_log.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        alembic_log.setLevel(level)
+
+
+with _alembic_warnings_only():
+    from alembic import command
+    from alembic.config import Config
+
+from sqlalchemy import text  # noqa: E402 (after Alembic's quiet import)
+from sqlalchemy.engine import Connection  # noqa: E402 (after Alembic's quiet import)
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402 (after Alembic's quiet import)
+from sqlalchemy.ext.asyncio import AsyncConnection  # noqa: E402 (after Alembic's quiet import)
+
+from storage.db import create_engine  # noqa: E402 (after Alembic's quiet import)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 # Any fixed 64-bit number, the same in every instance: "SMM_BOT" in ASCII.
@@ -66,7 +83,8 @@ async def migration_lock(connection: AsyncConnection) -> AsyncIterator[None]:
 
 def _upgrade_on(connection: Connection, config: Config, revision: str) -> None:
     config.attributes["connection"] = connection  # env.py migrates on it instead of its own
-    command.upgrade(config, revision)
+    with _alembic_warnings_only():
+        command.upgrade(config, revision)
 
 
 async def upgrade_database(database_url: str, revision: str = "head") -> None:

@@ -12,11 +12,13 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiohttp import web
+from pydantic import create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
@@ -41,6 +43,8 @@ ADMIN = Persona(1000, "Admin", "the account owner", may_order=True)
 CUSTOMER = Persona(1001, "Customer", "allowed to order", may_order=True)
 STRANGER = Persona(1999, "Stranger", "not allowed to order", may_order=False)
 PERSONAS = (ADMIN, CUSTOMER, STRANGER)
+# With OPEN_TO_ALL=true the Stranger may order too, and the page says so.
+OPEN_STRANGER = Persona(1999, "Stranger", "may order too (OPEN_TO_ALL=true)", may_order=True)
 TEAM = Group(-100777, "Team")
 
 
@@ -49,16 +53,48 @@ def banner(url: str) -> str:
     return f"Playground: open {url} in your browser"
 
 
+# The settings that shape how the bot behaves, which the playground takes from the environment
+# and `.env` (like PLAYGROUND_PORT) so that limits and approvals can be tried offline. None of
+# them can point the bot elsewhere or holds a secret: BOT_TOKEN, PANEL_API_*, DATABASE_URL,
+# TELEGRAM_API_URL, WEBHOOK_*, FSM_STORAGE (and who is an admin) stay the playground's own, so a
+# `.env` made for a real bot changes nothing else. Adding a setting is one line here (and one
+# in the README's list).
+USER_SETTINGS: tuple[str, ...] = (
+    "MAX_ORDER_PRICE",
+    "USER_DAILY_LIMIT",
+    "LOW_BALANCE_ALERT",
+    "OPEN_TO_ALL",
+    "NOTIFY_ON",
+    "DEFAULT_LANGUAGE",
+    "POLL_INTERVAL",
+    "POLL_AGING",
+)
+# What the playground itself changes from the bot's defaults (a user's setting still wins).
+PLAYGROUND_DEFAULTS: dict[str, Any] = {"poll_interval": POLL_INTERVAL, "panel_timeout": 10.0}
+
+
 def playground_settings(
-    *, telegram_api_url: str, panel_api_url: str, panel_api_key: str, database_url: str
+    *,
+    telegram_api_url: str,
+    panel_api_url: str,
+    panel_api_key: str,
+    database_url: str,
+    user: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Settings that depend on nothing outside: every field is passed, so neither the
-    environment nor a user's `.env` (which may hold a real token or a broken value) leaks in."""
+    """The bot's settings in the playground, validated by the bot's own `Settings`.
+
+    Every field is passed, so nothing else of the environment or of a user's `.env` (which may
+    hold a real token or a broken value) leaks in; `user` holds the `USER_SETTINGS` the user
+    gave (see `user_settings`), by lower-case name. A bad value raises `ConfigError`.
+    """
     values: dict[str, Any] = {
         name: field.get_default(call_default_factory=True)
         for name, field in Settings.model_fields.items()
         if not field.is_required()
     }
+    values.update(PLAYGROUND_DEFAULTS)
+    allowed = {name.lower() for name in USER_SETTINGS}
+    values.update({name: value for name, value in (user or {}).items() if name in allowed})
     values.update(
         bot_token=TOKEN,
         telegram_api_url=telegram_api_url,
@@ -68,28 +104,72 @@ def playground_settings(
         admin_ids=[ADMIN.id],
         allowed_user_ids=[CUSTOMER.id],
         notify_chat_ids=[TEAM.id],
-        poll_interval=POLL_INTERVAL,
-        panel_timeout=10.0,
     )
     return load_settings(_env_file=None, **values)
 
 
-class _PortSetting(BaseSettings):
-    """PLAYGROUND_PORT alone, from the environment or `.env`; other settings are ignored."""
+class _Environment(BaseSettings):
+    """What the playground reads from the environment or `.env`, as text: PLAYGROUND_PORT and
+    the `USER_SETTINGS` (fields added below). The bot's own rules apply: the environment beats
+    `.env`, names in any case, empty values ignored. Nothing else is read."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
-    playground_port: int = DEFAULT_PORT
+    playground_port: str | None = None
+
+
+_USER_FIELDS: dict[str, Any] = {name.lower(): (str | None, None) for name in USER_SETTINGS}
+_UserEnvironment = create_model("_UserEnvironment", __base__=_Environment, **_USER_FIELDS)
+
+
+def _environment() -> dict[str, str]:
+    values = _UserEnvironment().model_dump()
+    return {name: str(value) for name, value in values.items() if value is not None}
+
+
+def user_settings() -> dict[str, str]:
+    """The `USER_SETTINGS` set in the environment or `.env`, by lower-case name, as text."""
+    found = _environment()
+    return {name.lower(): found[name.lower()] for name in USER_SETTINGS if name.lower() in found}
 
 
 def configured_port() -> int:
+    raw = _environment().get("playground_port", str(DEFAULT_PORT))
     try:
-        port = _PortSetting().playground_port
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise ConfigError("PLAYGROUND_PORT is invalid: expected a port number") from error
+        port = int(raw)
+    except ValueError:
+        raise ConfigError("PLAYGROUND_PORT is invalid: expected a port number") from None
     if not 0 <= port <= 65535:
         raise ConfigError("PLAYGROUND_PORT is invalid: expected a port number (0-65535)")
     return port
+
+
+def check_user_settings(user: Mapping[str, str]) -> Settings:
+    """The settings the playground would run with; `ConfigError` names a bad user value."""
+    return playground_settings(
+        telegram_api_url="http://127.0.0.1",
+        panel_api_url="http://127.0.0.1/api/v2",
+        panel_api_key=SANDBOX_KEY,
+        database_url=f"sqlite+aiosqlite:///{DEFAULT_DATABASE}",
+        user=user,
+    )
+
+
+def changed_settings(user: Mapping[str, str]) -> list[str]:
+    """`NAME=value` for each user setting that changes what the playground does."""
+    if not user:
+        return []
+    own, theirs = check_user_settings({}), check_user_settings(user)
+    return [
+        f"{name}={user[name.lower()]}"
+        for name in USER_SETTINGS
+        if name.lower() in user and getattr(own, name.lower()) != getattr(theirs, name.lower())
+    ]
+
+
+def personas(settings: Settings) -> tuple[Persona, ...]:
+    """Who the page can act as, described as the settings make them."""
+    return (ADMIN, CUSTOMER, OPEN_STRANGER if settings.open_to_all else STRANGER)
 
 
 def _delete_database(path: Path) -> None:
@@ -108,8 +188,13 @@ class Playground:
         database_path: Path = DEFAULT_DATABASE,
         host: str = HOST,
         step_seconds: float = STEP_SECONDS,
+        user: Mapping[str, str] | None = None,
     ) -> None:
+        """`user`: the `USER_SETTINGS` to run with (see `user_settings`), none by default; a
+        bad value raises `ConfigError` here, before anything starts."""
         self.database_path = database_path
+        self.user_settings = dict(user or {})
+        self.personas = personas(check_user_settings(self.user_settings))
         self.host = host
         self.emulator = TelegramEmulator(
             token=TOKEN, username="smm_playground_bot", first_name="SMM Panel Bot"
@@ -136,14 +221,16 @@ class Playground:
         _delete_database(self.database_path)
         telegram_url = await self.emulator.start(self.host, 0)
         panel_url = await self.sandbox.start(self.host, 0)
-        for persona in PERSONAS:
-            self.emulator.user(persona.id, first_name=persona.name, language_code="en")
+        for persona in self.personas:
+            # No Telegram language: the bot speaks DEFAULT_LANGUAGE until /language.
+            self.emulator.user(persona.id, first_name=persona.name, language_code=None)
         self.emulator.add_group(TEAM.id, TEAM.title)
         return playground_settings(
             telegram_api_url=telegram_url,
             panel_api_url=panel_url,
             panel_api_key=SANDBOX_KEY,
             database_url=f"sqlite+aiosqlite:///{self.database_path}",
+            user=self.user_settings,
         )
 
     async def _start_bot(self, settings: Settings) -> None:
@@ -164,7 +251,13 @@ class Playground:
             raise RuntimeError("the bot did not start polling the emulator")
 
     async def _start_web(self, port: int) -> str:
-        app = create_app(self.emulator, self.sandbox, personas=PERSONAS, group=TEAM)
+        app = create_app(
+            self.emulator,
+            self.sandbox,
+            personas=self.personas,
+            group=TEAM,
+            settings=changed_settings(self.user_settings),
+        )
         self._web = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._web.setup()
         await web.TCPSite(self._web, self.host, port).start()
@@ -216,17 +309,21 @@ class Playground:
             log.exception("the bot stopped polling with an error")
 
 
-def _hints(url: str) -> list[str]:
-    people = ", ".join(f"{p.name} ({p.id}, {p.role})" for p in PERSONAS)
-    return [
+def _hints(url: str, user: Mapping[str, str], people: Sequence[Persona]) -> list[str]:
+    who = ", ".join(f"{p.name} ({p.id}, {p.role})" for p in people)
+    lines = [
         banner(url),
-        f"  People: {people}; the {TEAM.title} group ({TEAM.id}) gets completion notices.",
-        "  Everything is offline and starts fresh each time. Press Ctrl-C to stop.",
+        f"  People: {who}; the {TEAM.title} group ({TEAM.id}) gets completion notices.",
     ]
+    changed = changed_settings(user)
+    if changed:
+        lines.append(f"  Your settings (environment or .env): {', '.join(changed)}.")
+    lines.append("  Everything is offline and starts fresh each time. Press Ctrl-C to stop.")
+    return lines
 
 
-async def _serve(port: int) -> int:
-    playground = Playground()
+async def _serve(port: int, user: Mapping[str, str]) -> int:
+    playground = Playground(user=user)
     try:
         url = await playground.start(port)
     except OSError as error:
@@ -238,7 +335,7 @@ async def _serve(port: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises instead
             loop.add_signal_handler(sig, stop.set)
-    print("\n".join(_hints(url)), flush=True)
+    print("\n".join(_hints(url, user, playground.personas)), flush=True)
     try:
         await playground.wait(stop)
         crashed = not stop.is_set()
@@ -261,10 +358,12 @@ def run_playground() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         port = configured_port()
+        user = user_settings()
+        check_user_settings(user)
     except ConfigError as error:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(port))
+        return asyncio.run(_serve(port, user))
     except KeyboardInterrupt:
         return 130

@@ -61,14 +61,20 @@ IG_MENTIONS = "Instagram Mentions"
 IG_AUTO = "Instagram Auto / Subscriptions"
 WEB = "Website Traffic & SEO"
 
-# Flags and numbers deliberately come in the mixed forms real panels use (true, "1", missing,
-# numbers as strings or as numbers) so every client parsing path is exercised.
-DEFAULT_CATALOG: list[dict[str, Any]] = [
-    # The seed document's two services, verbatim.
+# The seed document's two services, verbatim: the panel's own (Filipino) API page names them.
+SEED_CATALOG: list[dict[str, Any]] = [
     _svc(1448, "Mga Tagasubaybay sa Instagram", "Default", "Instagram", "0.90", "50", "10000",
          refill=True),
     _svc(1452, "Mga Komento sa Facebook", "Custom Comments", "Facebook", "8", "10", "1500",
          refill=False),
+]  # fmt: skip
+# What those services are called in the English catalog (everything else about them is the seed's).
+SEED_ENGLISH_NAMES = {1448: "Instagram Followers", 1452: "Facebook Comments"}
+
+# Flags and numbers deliberately come in the mixed forms real panels use (true, "1", missing,
+# numbers as strings or as numbers) so every client parsing path is exercised.
+DEFAULT_CATALOG: list[dict[str, Any]] = [
+    *(seed | {"name": SEED_ENGLISH_NAMES[seed["service"]]} for seed in SEED_CATALOG),
     _svc(2001, "Instagram Followers [Real, 30 days refill]", "Default", IG_FOLLOWERS, "1.25",
          100, 50000, refill="1", cancel="1", dripfeed=True,
          desc="Start 0-1 h, speed 5k/day, 30 days refill button."),

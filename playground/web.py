@@ -3,7 +3,7 @@
 One aiohttp application serves, on one port:
 
     GET  /                          the chat page (static/index.html, app.js, style.css)
-    GET  /api/setup                 -> {"ok", "bot", "personas", "group", "sandbox"}
+    GET  /api/setup                 -> {"ok", "bot", "personas", "group", "sandbox", "settings"}
     GET  /api/sandbox               -> the sandbox state (balance, currency, orders, speed…)
     POST /api/sandbox/speed         {"factor"}   simulated time runs `factor` × as fast
     POST /api/sandbox/advance       {"seconds"}  move simulated time forward
@@ -142,8 +142,10 @@ def create_app(
     *,
     personas: Sequence[Persona],
     group: Group,
+    settings: Sequence[str] = (),
 ) -> web.Application:
-    """The web chat for `emulator`'s first bot, with controls for `sandbox`."""
+    """The web chat for `emulator`'s first bot, with controls for `sandbox`; `settings` are
+    the user's settings that change what the bot does (`NAME=value`), shown on the page."""
     controls = SandboxControls(sandbox)
 
     async def setup(request: web.Request) -> web.Response:
@@ -154,6 +156,7 @@ def create_app(
                 "personas": [asdict(persona) for persona in personas],
                 "group": asdict(group),
                 "sandbox": controls.state(),
+                "settings": list(settings),
             }
         )
 

@@ -157,6 +157,9 @@ async def test_customer_orders_and_hears_of_completion(page: Page, screenshot: P
     summary = bot_message(page, "1.25 USD").filter(has=inline_button(page, "Confirm"))
     await expect(summary).to_contain_text("Instagram Followers [Real, 30 days refill]")
     await expect(summary).to_contain_text(LINK)
+    link = summary.locator(f'a[href="{LINK}"]')
+    await expect(link).to_have_attribute("target", "_blank")
+    await expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
     await page.screenshot(path=screenshot)
 
     await inline_button(page, "Confirm").click()
@@ -172,3 +175,37 @@ async def test_customer_orders_and_hears_of_completion(page: Page, screenshot: P
     await page.get_by_test_id("chat-team").click()
     await expect(page.get_by_test_id("chat-title")).to_have_text("Team")
     await expect(bot_message(page, notice).last).to_be_visible(timeout=NOTICE_MS)
+
+
+async def test_the_command_menu_and_tappable_commands(page: Page) -> None:
+    """Typing "/" shows the bot's menu (setMyCommands); a /command in a message sends it."""
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=STEP_MS)
+    await page.get_by_test_id("start-button").click()
+    await expect(bot_message(page, "Hello, Customer!")).to_be_visible()
+    await expect(page.get_by_test_id("composer-hint")).to_contain_text("Shift+Enter")
+
+    box = page.get_by_test_id("composer-input")
+    await box.press("/")
+    menu = page.get_by_test_id("command-item")
+    await expect(menu.first).to_contain_text("/order")
+    await expect(menu.first).to_contain_text("Place a new order")
+    await expect(menu.filter(has_text="/help")).to_contain_text("What I can do")
+    await box.press_sequentially("or")
+    await expect(menu).to_have_count(2)  # /order and /orders
+    await box.press("ArrowDown")
+    await box.press("Enter")
+    await expect(my_messages(page).last).to_have_text(re.compile(r"^/orders"))
+    await expect(box).to_have_value("")
+    await expect(page.get_by_test_id("command-menu")).to_be_hidden()
+
+    no_orders = bot_message(page, "no orders yet")
+    await no_orders.get_by_test_id("command-link").filter(has_text="/order").click()
+    await expect(my_messages(page).last).to_have_text(re.compile(r"^/order(?!s)"))
+    await expect(inline_button(page, "Instagram Followers (")).to_be_visible()
+
+    await box.press_sequentially("line one")
+    await box.press("Shift+Enter")
+    await box.press_sequentially("line two")
+    await expect(box).to_have_value("line one\nline two")

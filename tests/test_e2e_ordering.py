@@ -68,7 +68,7 @@ async def test_custom_comments_quantity_is_the_number_of_lines(
     running_bot: BotUnderTest,
 ) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Facebook", "Mga Komento sa Facebook")
+    await open_service(alice, "Facebook", "Facebook Comments")
     reply = await alice.send("https://facebook.com/post/1")
     assert "comment" in reply.text
     comments = "\n".join(f"Great post number {n} <3" for n in range(12))
@@ -111,7 +111,7 @@ async def test_categories_paginate_and_search_finds(running_bot: BotUnderTest) -
 
 async def test_validation_errors_keep_the_step(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     error = await alice.send("not a link")
     assert "link" in error.text.lower()
     again = await alice.send("https://instagram.com/ok")
@@ -127,7 +127,7 @@ async def test_validation_errors_keep_the_step(running_bot: BotUnderTest) -> Non
 
 async def test_double_confirm_places_one_order(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     summary = await alice.send("100")
     alice.press_nowait("Confirm", message=summary)
@@ -152,7 +152,7 @@ async def test_stale_service_button_says_gone(running_bot: BotUnderTest) -> None
 async def test_not_enough_funds_is_explained(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
     running_bot.sandbox.fail_next_add("Not enough funds on balance")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     await alice.send("100")
     reply = await alice.press("Confirm")
@@ -163,7 +163,7 @@ async def test_not_enough_funds_is_explained(running_bot: BotUnderTest) -> None:
 async def test_other_panel_error_is_quoted_escaped(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
     running_bot.sandbox.fail_next_add("Link <b>is</b> banned")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     await alice.send("100")
     reply = await alice.press("Confirm")
@@ -173,7 +173,7 @@ async def test_other_panel_error_is_quoted_escaped(running_bot: BotUnderTest) ->
 async def test_unknown_outcome_is_not_confirmed(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
     running_bot.sandbox.delay_next("add", 5)  # longer than PANEL_TIMEOUT (2 s)
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     await alice.send("100")
     alice.press_nowait("Confirm")
@@ -204,7 +204,7 @@ async def test_card_refresh_refill_and_cancel(running_bot: BotUnderTest) -> None
     assert "Cancel order" not in str(cancelled.buttons)  # the panel accepted it: asked once
     assert running_bot.sandbox.orders[23501].status == "Canceled"
 
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     await alice.send("100")
     await alice.press("Confirm")
@@ -218,7 +218,7 @@ async def test_card_refresh_refill_and_cancel(running_bot: BotUnderTest) -> None
 
 async def test_another_chats_order_reveals_nothing(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     await alice.send("100")
     await alice.press("Confirm")
@@ -241,7 +241,7 @@ async def test_stranger_is_refused_with_their_id(running_bot: BotUnderTest) -> N
 
 async def test_cancel_leaves_the_flow(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     reply = await alice.send("/cancel")
     assert "Cancelled" in reply.text
     reply = await alice.send("https://instagram.com/after")
@@ -250,7 +250,7 @@ async def test_cancel_leaves_the_flow(running_bot: BotUnderTest) -> None:
 
 async def test_commands_are_never_taken_as_answers(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     reply = await alice.send("/orders")
     assert "no orders yet" in reply.text
     reply = await alice.send(LINK)  # still on the link step
@@ -261,7 +261,7 @@ async def test_conversation_resumes_after_restart(tmp_path: Path) -> None:
     bot = await start_bot(tmp_path)
     try:
         alice = bot.user(ALICE, "Alice")
-        await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+        await open_service(alice, "Instagram (1)", "Instagram Followers")
         await alice.send(LINK)
         await bot.restart()
         summary = await alice.send("100")
@@ -272,7 +272,7 @@ async def test_conversation_resumes_after_restart(tmp_path: Path) -> None:
 
 async def test_back_returns_to_the_previous_step(running_bot: BotUnderTest) -> None:
     alice = running_bot.user(ALICE, "Alice")
-    await open_service(alice, "Instagram (1)", "Mga Tagasubaybay sa Instagram")
+    await open_service(alice, "Instagram (1)", "Instagram Followers")
     await alice.send(LINK)
     reply = await alice.press("Back")
     assert "link" in reply.text
@@ -286,7 +286,7 @@ async def test_group_order_uses_force_reply(running_bot: BotUnderTest, group_use
     bob = running_bot.emulator.user(group_user, first_name="Bob").in_group(-100777, title="Team")
     await bob.send("/order")
     await bob.press("Instagram (1)")
-    await bob.press("Mga Tagasubaybay sa Instagram")
+    await bob.press("Instagram Followers")
     await running_bot.emulator.settle()
     question = next(m for m in reversed(bob.bot_messages) if m.force_reply)
     assert "link" in question.text
@@ -326,7 +326,7 @@ async def test_a_currency_with_markup_breaks_nothing(tmp_path: Path, currency: s
     bot = await start_bot(tmp_path, sandbox=SandboxPanel(api_key="sandbox-key", currency=currency))
     try:
         alice = bot.user(ALICE, "Alice")
-        await open_service(alice, "Instagram (1)", "Mga Tagasubaybay")
+        await open_service(alice, "Instagram (1)", "Instagram Followers")
         await alice.send(LINK)
         summary = await alice.send("100")
         assert "Please check your order" in summary.text and "<u>" not in summary.html

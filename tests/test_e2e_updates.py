@@ -34,7 +34,7 @@ async def place_followers(bot: BotUnderTest, user_id: int, quantity: str = "100"
     user = bot.user(user_id, "Customer")
     await user.send("/order")
     await user.press("Instagram (1)")
-    await user.press("Mga Tagasubaybay sa Instagram")
+    await user.press("Instagram Followers")
     await user.send(LINK)
     await user.send(quantity)
     reply = await user.press("Confirm")

@@ -17,6 +17,7 @@ from bot.panel import OrderStatus, RefillStatus
 from bot.panel.models import decode_json, read_services
 from playground.sandbox import (
     DEFAULT_CATALOG,
+    SEED_CATALOG,
     TYPE_RULES,
     SandboxPanel,
     generate_catalog,
@@ -74,10 +75,18 @@ def test_catalog_flags_come_in_mixed_forms() -> None:
     assert any(isinstance(s["min"], int) for s in DEFAULT_CATALOG)
 
 
-def test_seed_services_are_served_verbatim(panel: SandboxPanel) -> None:
+def test_seed_services_are_served_verbatim(clock: FakeClock) -> None:
+    assert json.loads(SEED_SERVICES) == SEED_CATALOG
+    panel = SandboxPanel(services=SEED_CATALOG, clock=clock)
+    assert call(panel, "services") == json.loads(SEED_SERVICES)
+
+
+def test_the_default_catalog_names_the_seed_services_in_english(panel: SandboxPanel) -> None:
     served = {s["service"]: s for s in call(panel, "services")}
     for seed in json.loads(SEED_SERVICES):
-        assert served[seed["service"]] == seed
+        assert served[seed["service"]] == seed | {"name": served[seed["service"]]["name"]}
+    assert served[1448]["name"] == "Instagram Followers"
+    assert served[1452]["name"] == "Facebook Comments"
 
 
 def test_generated_catalog_for_benchmarks() -> None:

@@ -4,7 +4,8 @@
  * emulator's /user-api/ (playground/telegram/users.py). The open chat is long-polled; the
  * sidebar and the sandbox strip are refreshed on timers. Bot HTML is parsed into an inert
  * document and only Telegram's tag subset is copied over: no markup from a message reaches
- * innerHTML.
+ * innerHTML. Like Telegram, /commands and web addresses in the text become tappable, and typing
+ * "/" opens the bot's command menu (setMyCommands, as the emulator resolves it for the user).
  */
 "use strict";
 
@@ -17,9 +18,15 @@ const FINISH_SECONDS = 86400; // a simulated day: every running order and refill
 const FAIL_MESSAGE = "Not enough funds on balance";
 const AVATAR_COLORS = ["#e17076", "#7bc862", "#e5a64e", "#65aadd", "#a695e7", "#ee7aae", "#6ec9cb"];
 const NAME_COLORS = ["#c9474e", "#3a9e3a", "#c07d10", "#2b7fc0", "#7b54d2", "#c9407a", "#23999c"];
+// What Telegram makes tappable in plain text: web addresses (without the punctuation that ends
+// a sentence) and bot commands (/name or /name@bot, not inside a word or a path).
+const AUTO_LINKS =
+  /(https?:\/\/[^\s<>"]*[^\s<>".,;:!?)\]'»”])|(?<![\w/@.&])(\/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?)(?![\w/@])/g;
+// The composer is in "command mode" while it holds only "/" and the start of a command name.
+const COMMAND_PREFIX = /^\/([A-Za-z0-9_]{0,32})(@[A-Za-z0-9_]*)?$/;
 
 const app = {
-  setup: null, // {bot, personas, group, sandbox}
+  setup: null, // {bot, personas, group, sandbox, settings}
   persona: null, // the persona the page acts as
   chatId: null, // the open chat
   messages: new Map(), // message_id -> message (the open chat, ordered by id)
@@ -35,6 +42,8 @@ const app = {
   lastRead: new Map(), // "persona:chat" -> highest message_id seen
   previews: new Map(), // chat id -> {version, messages}
   sandbox: null,
+  commands: { key: null, list: [] }, // the command menu of the open chat, for the persona
+  menu: { items: [], selected: 0 }, // the command popup on screen
 };
 
 const $ = (id) => document.getElementById(id);
@@ -203,14 +212,44 @@ function safeElement(source) {
   }
 }
 
-function copySafely(from, into) {
+function commandLink(command) {
+  const link = el("span", "command-link", command);
+  link.dataset.command = command;
+  link.dataset.testid = "command-link";
+  link.setAttribute("role", "button");
+  link.tabIndex = 0;
+  link.title = `Send ${command}`;
+  return link;
+}
+
+/** `text` with its web addresses and /commands made tappable (as text nodes and elements). */
+function appendLinkified(into, text) {
+  let last = 0;
+  for (const found of text.matchAll(AUTO_LINKS)) {
+    into.append(text.slice(last, found.index));
+    const link = found[1] ? safeLink(found[1]) : commandLink(found[2]);
+    if (link) {
+      link.textContent = found[0];
+      into.append(link);
+    } else {
+      into.append(found[0]);
+    }
+    last = found.index + found[0].length;
+  }
+  into.append(text.slice(last));
+}
+
+/** Copy `from`'s children into `into`; `plain`: text outside links and code, to linkify. */
+function copySafely(from, into, plain = true) {
   for (const node of from.childNodes) {
     if (node.nodeType === Node.TEXT_NODE) {
-      into.append(node.data);
+      if (plain) appendLinkified(into, node.data);
+      else into.append(node.data);
     } else if (node.nodeType === Node.ELEMENT_NODE) {
       const copy = safeElement(node);
       if (copy) into.append(copy);
-      copySafely(node, copy || into);
+      const literal = ["a", "code", "pre"].includes(node.localName);
+      copySafely(node, copy || into, plain && !literal);
     }
   }
 }
@@ -460,9 +499,11 @@ function openChat(chatId) {
   });
   app.rendered.clear();
   $("messages-inner").replaceChildren();
+  closeCommandMenu();
   renderHeader();
   renderChatList();
   renderComposer();
+  loadCommands().catch(() => {}); // the long poll reports the playground being away
   app.poll = new AbortController();
   pollChat(chatId, app.poll.signal);
   $("input").focus();
@@ -609,12 +650,18 @@ function autosize() {
   input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
 }
 
-async function send(text) {
+/**
+ * Send `text` as the persona. A command tapped in a message or chosen in the menu is no reply
+ * (`asReply: false`); one chosen in the menu replaces what was typed (`fromComposer`).
+ */
+async function send(text, { asReply = true, fromComposer = false } = {}) {
   if (!text.trim()) return;
-  const target = replyTarget();
+  closeCommandMenu();
+  const target = asReply ? replyTarget() : null;
   const input = $("input");
   const typed = input.value;
-  if (typed === text) {
+  const clears = fromComposer || typed === text;
+  if (clears) {
     input.value = "";
     autosize();
   }
@@ -630,7 +677,7 @@ async function send(text) {
     });
     app.manualReply = null;
   } catch (error) {
-    if (typed === text) input.value = typed;
+    if (clears) input.value = typed;
     showToast(`Not sent: ${error.message}`);
   }
   renderComposer();
@@ -660,6 +707,123 @@ function clearPendingPresses() {
   for (const button of document.querySelectorAll(".ik-button.pending")) {
     button.classList.remove("pending");
   }
+}
+
+/* --- the command menu ---------------------------------------------------------------------- */
+
+function commandsKey() {
+  return `${app.persona.id}:${app.chatId}`;
+}
+
+/** The menu the bot set (setMyCommands) for this persona in the open chat. */
+async function loadCommands() {
+  const key = commandsKey();
+  const data = await api(
+    `/user-api/chats/${app.chatId}/commands?user_id=${encodeURIComponent(app.persona.id)}`,
+  );
+  if (key !== commandsKey()) return; // another chat or persona by now
+  app.commands = { key, list: data.commands };
+  $("commands-button").hidden = data.commands.length === 0;
+  updateCommandMenu();
+}
+
+function commandMenuOpen() {
+  return !$("command-menu").hidden;
+}
+
+function closeCommandMenu() {
+  const menu = $("command-menu");
+  menu.hidden = true;
+  menu.replaceChildren();
+  app.menu = { items: [], selected: 0 };
+  const input = $("input");
+  input.setAttribute("aria-expanded", "false");
+  input.removeAttribute("aria-activedescendant");
+}
+
+/** Show the commands starting with what the composer holds, while it holds only "/name". */
+function updateCommandMenu() {
+  const typed = COMMAND_PREFIX.exec($("input").value);
+  const list = app.commands.key === commandsKey() ? app.commands.list : [];
+  const prefix = typed ? typed[1].toLowerCase() : null;
+  const items = prefix === null ? [] : list.filter((c) => c.command.startsWith(prefix));
+  if (!items.length || typed[2]) {
+    closeCommandMenu();
+    return;
+  }
+  const same =
+    items.length === app.menu.items.length &&
+    items.every((item, index) => item.command === app.menu.items[index].command);
+  app.menu = { items, selected: same ? app.menu.selected : 0 };
+  renderCommandMenu();
+}
+
+function renderCommandMenu() {
+  const menu = $("command-menu");
+  menu.replaceChildren();
+  app.menu.items.forEach((item, index) => {
+    const option = el("div", "command-item");
+    option.id = `command-option-${index}`;
+    option.dataset.testid = "command-item";
+    option.setAttribute("role", "option");
+    option.setAttribute("aria-selected", String(index === app.menu.selected));
+    option.append(
+      el("span", "command-name", `/${item.command}`),
+      el("span", "command-description", item.description),
+    );
+    // mousedown, not click: the composer keeps the focus.
+    option.addEventListener("mousedown", (event) => event.preventDefault());
+    option.addEventListener("click", () => chooseCommand(item));
+    option.addEventListener("mousemove", () => selectCommand(index));
+    menu.append(option);
+  });
+  menu.hidden = false;
+  const input = $("input");
+  input.setAttribute("aria-expanded", "true");
+  input.setAttribute("aria-activedescendant", `command-option-${app.menu.selected}`);
+}
+
+function selectCommand(index) {
+  if (index === app.menu.selected) return;
+  app.menu.selected = index;
+  renderCommandMenu();
+  $(`command-option-${index}`).scrollIntoView({ block: "nearest" });
+}
+
+/** Keys for the open menu; true when the key was the menu's. */
+function commandMenuKey(event) {
+  if (!commandMenuOpen()) return false;
+  const count = app.menu.items.length;
+  const chosen = app.menu.items[app.menu.selected];
+  if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    const step = event.key === "ArrowDown" ? 1 : count - 1;
+    selectCommand((app.menu.selected + step) % count);
+  } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    chooseCommand(chosen);
+  } else if (event.key === "Tab") {
+    // Fill in the command, for one that takes an argument (/status 23501).
+    $("input").value = `/${chosen.command} `;
+    closeCommandMenu();
+  } else if (event.key === "Escape") {
+    closeCommandMenu();
+  } else {
+    return false;
+  }
+  event.preventDefault();
+  return true;
+}
+
+function chooseCommand(item) {
+  send(`/${item.command}`, { asReply: false, fromComposer: true });
+}
+
+function openCommandMenu() {
+  const input = $("input");
+  if (!COMMAND_PREFIX.test(input.value)) input.value = "/";
+  autosize();
+  input.focus();
+  updateCommandMenu();
+  loadCommands().catch(() => {});
 }
 
 /* --- notices ------------------------------------------------------------------------------- */
@@ -854,6 +1018,13 @@ function bindSandbox() {
   );
 }
 
+/** The user's settings the playground runs with (MAX_ORDER_PRICE=1…), if any. */
+function renderSettings(settings) {
+  const note = $("settings-note");
+  note.textContent = `Your settings: ${settings.join(", ")}`;
+  note.hidden = settings.length === 0;
+}
+
 /* --- start --------------------------------------------------------------------------------- */
 
 function every(ms, task) {
@@ -871,6 +1042,7 @@ function every(ms, task) {
 function bindComposer() {
   const input = $("input");
   input.addEventListener("keydown", (event) => {
+    if (commandMenuKey(event)) return;
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       send(input.value);
@@ -878,7 +1050,27 @@ function bindComposer() {
       cancelReply();
     }
   });
-  input.addEventListener("input", autosize);
+  input.addEventListener("input", () => {
+    autosize();
+    updateCommandMenu();
+  });
+  input.addEventListener("blur", closeCommandMenu);
+  $("commands-button").addEventListener("mousedown", (event) => event.preventDefault());
+  $("commands-button").addEventListener("click", () =>
+    commandMenuOpen() ? closeCommandMenu() : openCommandMenu(),
+  );
+  // A /command tapped in a message is sent, as in Telegram.
+  const messages = $("messages");
+  const tapCommand = (event) => {
+    const link = event.target.closest("[data-command]");
+    if (!link) return;
+    event.preventDefault();
+    send(link.dataset.command, { asReply: false });
+  };
+  messages.addEventListener("click", tapCommand);
+  messages.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") tapCommand(event);
+  });
   $("send").addEventListener("click", () => send(input.value));
   $("start").addEventListener("click", () => send("/start"));
   $("reply-cancel").addEventListener("click", cancelReply);
@@ -906,6 +1098,7 @@ async function main() {
     setup.personas.find((p) => p.may_order && p.name === "Customer") ||
     setup.personas[0];
   renderSandbox(setup.sandbox);
+  renderSettings(setup.settings || []);
   bindComposer();
   bindSandbox();
   renderPersonas();

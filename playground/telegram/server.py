@@ -25,6 +25,7 @@ The user side (typing, pressing buttons, the `/user-api/` HTTP endpoints) is in 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -281,6 +282,44 @@ class TelegramEmulator:
         """The command list the bot set for that scope and language (setMyCommands)."""
         key = commands_key({"scope": scope, "language_code": language_code})
         return list(self._bot(bot_id).commands.get(key, []))
+
+    def menu_commands(
+        self, user_id: int, chat_id: int, *, bot_id: int | None = None
+    ) -> list[JsonDict]:
+        """The command menu a Telegram client shows `user_id` in `chat_id`.
+
+        Telegram's rule: the first list the bot set, trying the scopes from the narrowest (the
+        chat, or the member in a group) to `default`, each with the user's language first and
+        then without one. The administrator scopes are skipped: the emulator keeps no roles.
+        """
+        bot = self._bot(bot_id)
+        log = bot.chats.get(chat_id)
+        scopes: list[JsonDict]
+        if log is not None and log.is_group:
+            scopes = [
+                {"type": "chat_member", "chat_id": chat_id, "user_id": user_id},
+                {"type": "chat", "chat_id": chat_id},
+                {"type": "all_group_chats"},
+                {"type": "default"},
+            ]
+        else:
+            scopes = [
+                {"type": "chat", "chat_id": chat_id},
+                {"type": "all_private_chats"},
+                {"type": "default"},
+            ]
+        code = str((self._users.get(user_id) or {}).get("language_code") or "").lower()
+        languages = list(dict.fromkeys([code, code.split("-")[0], ""]))
+        lists = [
+            (json.loads(scope), language.lower(), cmds)
+            for (scope, language), cmds in bot.commands.items()
+        ]
+        for scope in scopes:
+            for language in languages:
+                for stored, stored_language, commands in lists:
+                    if commands and stored_language == language and _same_scope(stored, scope):
+                        return [dict(command) for command in commands]
+        return []
 
     def _bot(self, bot_id: int | None) -> BotState:
         if bot_id is None:
@@ -802,3 +841,10 @@ class TelegramEmulator:
             return {name: bot.settings.get(key, default)}
 
         return getter
+
+
+def _same_scope(stored: Any, wanted: JsonDict) -> bool:
+    """A scope as the bot sent it (ids as numbers or text) against one the menu looks for."""
+    if not isinstance(stored, dict) or stored.get("type") != wanted["type"]:
+        return False
+    return all(str(stored.get(key)) == str(wanted[key]) for key in wanted if key != "type")

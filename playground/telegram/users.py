@@ -27,6 +27,9 @@ with status 400 (bad input) or 404 (unknown chat).
         a callback query was answered), then -> {"ok", "version", "messages": [...],
         "callback_answer": the latest answer or null}; on timeout the same, unchanged.
     GET  /user-api/chats/{chat_id}/callback-answers -> {"ok", "callback_answers": [...]}
+    GET  /user-api/chats/{chat_id}/commands?user_id=N
+        -> {"ok", "commands": [{command, description}]}: the command menu (setMyCommands) a
+        Telegram client shows that user in that chat
 
 A message dict is `Message.to_dict()`: message_id, chat_id, date, from, from_bot, text (plain),
 html, entities, reply_markup (raw), buttons, reply_to_message_id, edited, edit_date,
@@ -618,6 +621,7 @@ class UserApi:
             web.post("/user-api/press", wrap(self.post_press)),
             web.get("/user-api/chats/{chat_id}/messages", wrap(self.get_messages)),
             web.get("/user-api/chats/{chat_id}/callback-answers", wrap(self.get_answers)),
+            web.get("/user-api/chats/{chat_id}/commands", wrap(self.get_commands)),
         ]
 
     @staticmethod
@@ -726,6 +730,15 @@ class UserApi:
     async def get_answers(self, request: web.Request) -> web.Response:
         log = self._chat(_path_chat_id(request), request.query.get("bot_id"))
         return _ok(callback_answers=[a.to_dict() for a in log.callback_answers])
+
+    async def get_commands(self, request: web.Request) -> web.Response:
+        bot_id = request.query.get("bot_id")
+        log = self._chat(_path_chat_id(request), bot_id)
+        user_id = _int_field(dict(request.query), "user_id")
+        commands = self._emu.menu_commands(
+            user_id, log.chat_id, bot_id=_optional_int(bot_id, "bot_id")
+        )
+        return _ok(commands=commands)
 
     def _chat(self, chat_id: int, bot_id: Any) -> ChatLog:
         log = self._emu.find_chat(chat_id, bot_id=_optional_int(bot_id, "bot_id"))
