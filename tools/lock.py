@@ -3,6 +3,7 @@
     python tools/lock.py            # regenerate the lock, keeping every pin that still fits
     python tools/lock.py --upgrade  # regenerate it with the newest versions the ranges allow
     python tools/lock.py --check    # exit 1 when pyproject.toml changed since the last lock
+    python tools/lock.py --extract pip  # print one pin with its hashes (make install: pip first)
 
 The lock is written by uv (pinned in the dev extra, so everyone resolves with the same uv) as one
 universal resolution: environment markers instead of this machine's answers, and the hashes of
@@ -88,6 +89,20 @@ def check() -> int:
     return 0
 
 
+def extract(name: str) -> int:
+    """Print one package's pin and hashes, to install it (pip itself) before the rest."""
+    lines = LOCK.read_text(encoding="utf-8").splitlines()
+    for start, line in enumerate(lines):
+        if line.startswith(f"{name}=="):
+            end = start
+            while lines[end].endswith("\\"):
+                end += 1
+            print("\n".join(lines[start : end + 1]))
+            return 0
+    print(f"{name} is not pinned in {LOCK.name}", file=sys.stderr)
+    return 1
+
+
 def lock(upgrade: bool) -> int:
     pyproject = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
     build = pyproject.get("build-system", {})
@@ -135,8 +150,13 @@ def main() -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="fail when the lock is out of date")
     mode.add_argument("--upgrade", action="store_true", help="move every pin to the newest")
+    mode.add_argument("--extract", metavar="NAME", help="print the pin and hashes of one package")
     args = parser.parse_args()
-    return check() if args.check else lock(upgrade=args.upgrade)
+    if args.check:
+        return check()
+    if args.extract:
+        return extract(args.extract)
+    return lock(upgrade=args.upgrade)
 
 
 if __name__ == "__main__":
