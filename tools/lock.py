@@ -7,7 +7,7 @@
 
 The lock is written by uv (pinned in the dev extra, so everyone resolves with the same uv) as one
 universal resolution: environment markers instead of this machine's answers, and the hashes of
-every wheel of each pinned version, so it installs on Linux, macOS and Windows alike. It holds the
+every wheel of each pinned version, so it installs on any Linux or macOS machine too. It holds the
 runtime dependencies, every extra, the build backend from [build-system] and pip itself, which is
 everything `make install` puts into .venv.
 
