@@ -3,16 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 
-.PHONY: install run playground test lint typecheck pytest migration migrate bench screenshot clean messages
+.PHONY: install lock lock-upgrade run playground test lint typecheck pytest migration migrate bench screenshot clean messages
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly the versions and hashes in the lock (runtime, every extra, pip, setuptools), then the
+# project itself without its dependencies. The lock's pip goes first: the one a new venv brings
+# is older and much slower at this. No build isolation: the build backend comes from the lock
+# too, so nothing unpinned is downloaded. `make clean install` also drops what the lock lost.
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python tools/lock.py --extract pip > $(VENV)/pip.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(VENV)/pip.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# After changing dependencies in pyproject.toml: re-resolve, keeping every pin that still fits.
+lock: install
+	$(BIN)/python tools/lock.py
+	@$(MAKE) --no-print-directory --silent install
+
+# Move every pin to the newest version that pyproject.toml allows.
+lock-upgrade: install
+	$(BIN)/python tools/lock.py --upgrade
+	@$(MAKE) --no-print-directory --silent install
 
 # With no BOT_TOKEN (environment or .env) this starts the offline playground.
 run: install
@@ -29,6 +46,7 @@ playground: install
 test: install lint typecheck pytest
 
 lint: install
+	@$(BIN)/python tools/lock.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
