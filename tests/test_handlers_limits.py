@@ -3,26 +3,23 @@ message, 64 bytes of callback data), however long the panel's names are."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from aiogram.methods import SendMessage
 
 from bot.ordering import Order, SubmissionState
 from storage.db import utcnow
-from tests.rig import ALICE, Rig, buttons, last_menu, sent_messages
+from tests.rig import ALICE, MakeRig, Rig, buttons, last_menu, sent_messages
 
 TELEGRAM_MAX = 4096
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await Rig.start(tmp_path, page_size=20)
-    await rig.send(ALICE, "/start")
-    yield rig
-    await rig.stop()
+async def rig(make_rig: MakeRig) -> Rig:
+    rig = await make_rig(page_size=20)
+    await rig.send(ALICE, "/start")  # Alice's chat, which the orders below belong to
+    return rig
 
 
 async def add_orders(rig: Rig, count: int, name: str) -> None:

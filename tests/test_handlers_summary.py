@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiogram.types import Message
@@ -12,13 +10,6 @@ from aiogram.types import Message
 from tests.rig import ALICE, Rig, alerts, last_menu, sent_messages
 
 FOLLOWERS = 1448
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await Rig.start(tmp_path)
-    yield rig
-    await rig.stop()
 
 
 async def summary_of(rig: Rig) -> Message:

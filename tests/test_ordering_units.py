@@ -4,10 +4,8 @@ together or not at all (no Telegram here: the service alone, on the sandbox pane
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from handlers.keyboards import NoticeKeyboards
 from storage import orders, outbox
 from storage.db import utcnow
 from storage.models import Order, SubmissionState
-from tests.rig import ADMIN, ALICE, Rig
+from tests.rig import ADMIN, ALICE, MakeRig, Rig
 
 FOLLOWERS = 1448
 ANSWERS = {"link": "https://instagram.com/alice", "quantity": 1000}
@@ -36,12 +34,11 @@ class BrokenButtons:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(make_rig: MakeRig) -> Rig:
     # Every order is over the limit: each confirmation waits for an admin.
-    rig = await Rig.start(tmp_path, max_order_price=Decimal("0.01"), admin_ids=[ADMIN, 1003])
+    rig = await make_rig(max_order_price=Decimal("0.01"), admin_ids=[ADMIN, 1003])
     await rig.send(ALICE, "/start")  # the chat and the user the orders belong to
-    yield rig
-    await rig.stop()
+    return rig
 
 
 def ordering_with(rig: Rig, buttons: Any) -> Ordering:
