@@ -62,6 +62,13 @@ async def state_and_queue(rig: Rig, order_id: int) -> tuple[str, list[Any]]:
         return order.state, list(await outbox.pending(session))
 
 
+async def clear_outbox(rig: Rig) -> None:
+    """Drop every queued message, so a test sees only what comes after."""
+    async with rig.services.sessions.begin() as session:
+        for row in await outbox.pending(session):
+            await outbox.drop(session, row.id)
+
+
 async def test_an_approval_request_and_its_admin_messages_commit_together(rig: Rig) -> None:
     ordering = ordering_with(rig, NoticeKeyboards())
     order = await draft(ordering, rig)
@@ -94,9 +101,7 @@ async def test_a_rejection_and_the_customers_message_commit_together(
     ordering = ordering_with(rig, NoticeKeyboards())
     order = await draft(ordering, rig)
     await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    async with rig.services.sessions.begin() as session:
-        for row in await outbox.pending(session):
-            await outbox.drop(session, row.id)
+    await clear_outbox(rig)
 
     def broken(order: Order, _: Translate) -> str:
         raise Injected
@@ -118,20 +123,12 @@ async def test_an_approved_order_tells_its_customer_with_the_placement(rig: Rig)
     ordering = ordering_with(rig, NoticeKeyboards())
     order = await draft(ordering, rig)
     await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    async with rig.services.sessions.begin() as session:
-        for row in await outbox.pending(session):
-            await outbox.drop(session, row.id)
+    await clear_outbox(rig)
     decided = await ordering.decide(order.id, ADMIN, approve=True)
     assert decided.outcome == Outcome.PLACED
     state, [told] = await state_and_queue(rig, order.id)
     assert state == SubmissionState.PLACED
     assert told.chat_id == ALICE and "Order placed" in told.text
-
-
-async def clear_outbox(rig: Rig) -> None:
-    async with rig.services.sessions.begin() as session:
-        for row in await outbox.pending(session):
-            await outbox.drop(session, row.id)
 
 
 async def test_an_approval_does_not_place_an_order_whose_service_changed(rig: Rig) -> None:
