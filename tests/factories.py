@@ -1,0 +1,60 @@
+"""Plain builders for test data: order rows and the people they belong to.
+
+Each builder takes the fields it builds by their own names and fills the rest with sensible
+defaults; a test passes every value it depends on, so a default never decides an outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import people
+from storage.db import utcnow
+from storage.models import Order, SubmissionState
+
+# --- orders -----------------------------------------------------------------------------------
+
+
+async def remember_customer(
+    session: AsyncSession, chat_id: int, user_id: int | None = None
+) -> None:
+    """The chat and the person an order belongs to (a negative `chat_id` is a group)."""
+    await people.remember_chat(session, chat_id, "private" if chat_id > 0 else "group", None)
+    await people.remember_user(
+        session, chat_id if user_id is None else user_id, "customer", "Customer", "en"
+    )
+
+
+def placed_order(*, chat_id: int, **fields: Any) -> Order:
+    """An `Order` row as the ordering code records it once the panel took it: 1000 followers
+    for 0.90 USD, placed now, by the chat's own user unless `user_id` says otherwise."""
+    values: dict[str, Any] = {
+        "chat_id": chat_id,
+        "user_id": chat_id,
+        "service_id": 1448,
+        "service_name": "Followers",
+        "service_type": "Default",
+        "service_rate": Decimal("0.90"),
+        "link": "https://instagram.com/someone",
+        "quantity": 1000,
+        "price": Decimal("0.90"),
+        "currency": "USD",
+        "state": SubmissionState.PLACED,
+        "placed_at": utcnow(),
+    }
+    return Order(**(values | fields))
+
+
+async def add_orders(
+    session: AsyncSession, panel_ids: Iterable[int | None], **fields: Any
+) -> list[Order]:
+    """One `placed_order(**fields)` a panel id, added and flushed so each row has its `id`.
+    The chat and the user must exist already (`remember_customer`)."""
+    rows = [placed_order(panel_order_id=panel_id, **fields) for panel_id in panel_ids]
+    session.add_all(rows)
+    await session.flush()
+    return rows
