@@ -1,4 +1,4 @@
-"""Plain builders for test data: order rows and the people they belong to.
+"""Plain builders for test data: panel services, order rows and the people they belong to.
 
 Each builder takes the fields it builds by their own names and fills the rest with sensible
 defaults; a test passes every value it depends on, so a default never decides an outcome.
@@ -12,9 +12,33 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.panel.models import Service
 from storage import people
 from storage.db import utcnow
 from storage.models import Order, SubmissionState
+
+# --- the panel's catalog ---------------------------------------------------------------------
+
+
+def panel_service(**fields: Any) -> dict[str, Any]:
+    """One entry of the panel's `services` answer, in the panel's own spelling (`service`,
+    `type`, `min`, `max`…): what the sandbox or a parser is given."""
+    defaults: dict[str, Any] = {
+        "service": 1,
+        "name": "Website Traffic",
+        "type": "Default",
+        "category": "Traffic",
+        "rate": "0.90",
+        "min": 10,
+        "max": 5000,
+    }
+    return defaults | fields
+
+
+def make_service(**fields: Any) -> Service:
+    """A catalog `Service` as the client parses it from `panel_service(**fields)`."""
+    return Service.model_validate(panel_service(**fields))
+
 
 # --- orders -----------------------------------------------------------------------------------
 

@@ -12,28 +12,15 @@ import pytest
 from bot.catalog import Catalog, CatalogSnapshot, Page, category_key, normalize_text, paginate
 from bot.panel.errors import PanelUnavailable
 from bot.panel.models import Service
-
-
-def make_service(service_id: int, name: str, category: str, **extra: object) -> Service:
-    fields: dict[str, object] = {
-        "service": service_id,
-        "name": name,
-        "type": "Default",
-        "category": category,
-        "rate": "0.90",
-        "min": 10,
-        "max": 1000,
-    }
-    return Service.model_validate(fields | extra)
-
+from tests.factories import make_service
 
 PANEL = [
-    make_service(1, "Instagram Likes [Real]", "Instagram"),
-    make_service(2, "Telegram Members", "Telegram"),
-    make_service(3, "Instagram Followers", "Instagram"),
-    make_service(4, "Canción Plays", "Spotify Música"),
-    make_service(5, "Telegram Post Views", "Telegram"),
-    make_service(1000, "YouTube Views 1000/day", "YouTube"),
+    make_service(service=1, name="Instagram Likes [Real]", category="Instagram", max=1000),
+    make_service(service=2, name="Telegram Members", category="Telegram", max=1000),
+    make_service(service=3, name="Instagram Followers", category="Instagram", max=1000),
+    make_service(service=4, name="Canción Plays", category="Spotify Música", max=1000),
+    make_service(service=5, name="Telegram Post Views", category="Telegram", max=1000),
+    make_service(service=1000, name="YouTube Views 1000/day", category="YouTube", max=1000),
 ]
 
 
@@ -102,7 +89,9 @@ def test_service_lookup_by_id() -> None:
 
 
 def test_a_duplicated_service_id_keeps_the_first() -> None:
-    snapshot = CatalogSnapshot([*PANEL, make_service(1, "Impostor", "Other")])
+    snapshot = CatalogSnapshot(
+        [*PANEL, make_service(service=1, name="Impostor", category="Other", max=1000)]
+    )
     found = snapshot.service(1)
     assert found is not None and found.name == "Instagram Likes [Real]"
     assert [c.name for c in snapshot.categories][-1] == "YouTube"
@@ -242,11 +231,13 @@ def test_a_5000_service_snapshot_builds_and_searches() -> None:
     rng = random.Random(7)
     networks = ["Instagram", "TikTok", "Telegram", "YouTube", "Facebook", "Twitter/X"]
     kinds = ["Likes", "Followers", "Views", "Comments", "Members", "Shares"]
+    grades = ["Real", "Fast", "HQ"]
     services = [
         make_service(
-            number,
-            f"{rng.choice(networks)} {rng.choice(kinds)} [{rng.choice(['Real', 'Fast', 'HQ'])}]",
-            f"{rng.choice(networks)} {rng.choice(kinds)} #{number % 40}",
+            service=number,
+            name=f"{rng.choice(networks)} {rng.choice(kinds)} [{rng.choice(grades)}]",
+            category=f"{rng.choice(networks)} {rng.choice(kinds)} #{number % 40}",
+            max=1000,
         )
         for number in range(1, 5001)
     ]
