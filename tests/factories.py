@@ -1,4 +1,4 @@
-"""Plain builders for test data: panel services, order rows and the people they belong to.
+"""Plain builders for test data: panel services, settings, order rows and their customers.
 
 Each builder takes the fields it builds by their own names and fills the rest with sensible
 defaults; a test passes every value it depends on, so a default never decides an outcome.
@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import Settings
 from bot.panel.models import Service
 from storage import people
 from storage.db import utcnow
@@ -38,6 +39,22 @@ def panel_service(**fields: Any) -> dict[str, Any]:
 def make_service(**fields: Any) -> Service:
     """A catalog `Service` as the client parses it from `panel_service(**fields)`."""
     return Service.model_validate(panel_service(**fields))
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+# Outbox limits that never make a test wait for its messages.
+FAST_OUTBOX: dict[str, Any] = {
+    "outbox_global_per_second": 1000,
+    "outbox_chat_interval": 0,
+    "outbox_group_per_minute": 60000,
+}
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a bot on the sandbox panel, with `overrides`; no .env file is read."""
+    values: dict[str, Any] = {"bot_token": "123456:TEST-token", "panel_api_url": "sandbox"}
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
 
 # --- orders -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import partial
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,7 +18,7 @@ from bot.panel.errors import PanelUnavailable
 from bot.panel.models import Balance
 from storage import orders, outbox
 from storage.models import Order, SubmissionState
-from tests.factories import add_orders, remember_customer
+from tests.factories import add_orders, make_settings, remember_customer
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
@@ -181,14 +181,8 @@ class FakePanel:
         return Balance(balance=self.balance_value, currency="USD")
 
 
-def settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "bot_token": "1:x",
-        "panel_api_url": "sandbox",
-        "admin_ids": [7],
-        "low_balance_alert": Decimal("5"),
-    }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+# One admin, alerted when the panel's balance falls below 5.
+settings = partial(make_settings, bot_token="1:x", admin_ids=[7], low_balance_alert=Decimal("5"))
 
 
 async def check(sessions: Sessions, panel: FakePanel, config: Settings | None = None) -> int:

@@ -30,7 +30,7 @@ from playground.telegram import TelegramEmulator
 from storage import kv, orders, outbox, people
 from storage.db import create_engine, create_session_factory, utcnow
 from storage.models import Order, OutboxMessage, Refill, SubmissionState
-from tests.factories import add_orders, remember_customer
+from tests.factories import FAST_OUTBOX, add_orders, make_settings, remember_customer
 from tests.test_outbox import eventually
 
 OWNER = 100  # the customer: a private chat, chat id == user id
@@ -42,18 +42,14 @@ TOKEN = "123456:TEST-token"
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "bot_token": TOKEN,
-        "panel_api_url": "sandbox",
-        "poll_interval": 0.05,
-        "poll_aging": "6h=300,24h=900,72h=3600",
-        "notify_chat_ids": [TEAM, OWNER],  # the ordering chat must not get a second copy
-        "outbox_global_per_second": 1000,
-        "outbox_chat_interval": 0,
-        "outbox_group_per_minute": 60000,
-    }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+# How these tests poll: every 0.05 s at first, slower with age as by default, with notify chats.
+POLLING: dict[str, Any] = {
+    "bot_token": TOKEN,
+    "poll_interval": 0.05,
+    "poll_aging": "6h=300,24h=900,72h=3600",
+    "notify_chat_ids": [TEAM, OWNER],  # the ordering chat must not get a second copy
+    **FAST_OUTBOX,
+}
 
 
 @dataclass
@@ -94,7 +90,7 @@ async def rig(sessions: Sessions) -> AsyncIterator[Rig]:
     url = await sandbox.start()
     sandbox.speed_up(0)  # simulated time moves only when a test advances it
     panel = PanelClient(url, sandbox.api_key, max_rps=1000, retries=0)
-    settings = make_settings()
+    settings = make_settings(**POLLING)
     async with sessions.begin() as session:
         await people.remember_chat(session, OPS, "supergroup", "Ops")
         await people.set_chat_notify(session, OPS, True)
@@ -452,7 +448,7 @@ async def test_a_refill_status_change_is_announced_to_the_ordering_chat(rig: Rig
 
 
 async def test_low_balance_alerts_each_admin_once_until_it_recovers(rig: Rig) -> None:
-    rig.settings = make_settings(admin_ids=[7, 8], low_balance_alert=Decimal("50"))
+    rig.settings = make_settings(**POLLING, admin_ids=[7, 8], low_balance_alert=Decimal("50"))
 
     def poller() -> Poller:
         return rig.poller(balance_every=0)
