@@ -1,5 +1,6 @@
-"""Shared fixtures: databases (SQLite, and PostgreSQL when TEST_DATABASE_URL is set) and the bots
-under test (end to end in `tests/harness.py`, in-process in `tests/rig.py`)."""
+"""Shared fixtures: databases (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), the bots
+under test (end to end in `tests/harness.py`, in-process in `tests/rig.py`) and a fake clock.
+Plain builders of test data are in `tests/factories.py`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.models import Base
+from tests.factories import FakeClock
 
 if TYPE_CHECKING:
     from tests.rig import MakeRig, Rig
@@ -111,3 +113,9 @@ async def rig(make_rig: MakeRig) -> Rig:
     """The in-process rig with its default settings. A module that needs others overrides
     this fixture with one that calls `make_rig(**overrides)`."""
     return await make_rig()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock at 1000 s that moves only when the test sets `clock.now`."""
+    return FakeClock()

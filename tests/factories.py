@@ -1,4 +1,5 @@
-"""Plain builders for test data: panel services, settings, order rows and their customers.
+"""Plain builders for test data: panel services, settings, order rows and their customers, and
+a clock that moves only when a test moves it.
 
 Each builder takes the fields it builds by their own names and fills the rest with sensible
 defaults; a test passes every value it depends on, so a default never decides an outcome.
@@ -99,3 +100,16 @@ async def add_orders(
     session.add_all(rows)
     await session.flush()
     return rows
+
+
+# --- time -------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that only moves when a test sets `now` (seconds, as `time.monotonic` gives)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
