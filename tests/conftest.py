@@ -1,6 +1,6 @@
 """Shared fixtures: databases (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), the bots
-under test (end to end in `tests/harness.py`, in-process in `tests/rig.py`) and a fake clock.
-Plain builders of test data are in `tests/factories.py`."""
+under test (end to end in `tests/harness.py`, in-process in `tests/rig.py`), the playground and
+a fake clock. Plain builders of test data are in `tests/factories.py`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from storage.models import Base
 from tests.factories import FakeClock
 
 if TYPE_CHECKING:
+    from playground.run import Playground
     from tests.rig import MakeRig, Rig
 
 
@@ -113,6 +114,17 @@ async def rig(make_rig: MakeRig) -> Rig:
     """The in-process rig with its default settings. A module that needs others overrides
     this fixture with one that calls `make_rig(**overrides)`."""
     return await make_rig()
+
+
+@pytest.fixture
+async def playground(tmp_path: Path) -> AsyncIterator[Playground]:
+    """The offline playground (emulator, sandbox panel, bot and its web page) on a free port."""
+    from playground.run import Playground
+
+    world = Playground(database_path=tmp_path / "data" / "playground.db")
+    await world.start(port=0)
+    yield world
+    await world.stop()
 
 
 @pytest.fixture
