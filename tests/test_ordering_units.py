@@ -55,6 +55,14 @@ async def draft(ordering: Ordering, rig: Rig) -> Order:
     return await ordering.create_draft(ALICE, ALICE, service, dict(ANSWERS))
 
 
+async def awaiting_approval(ordering: Ordering, rig: Rig) -> Order:
+    """Alice's order, confirmed and waiting for an admin; the admins' messages are cleared."""
+    order = await draft(ordering, rig)
+    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
+    await clear_outbox(rig)
+    return order
+
+
 async def state_and_queue(rig: Rig, order_id: int) -> tuple[str, list[Any]]:
     async with rig.services.sessions() as session:
         order = await session.get(Order, order_id)
@@ -99,9 +107,7 @@ async def test_a_rejection_and_the_customers_message_commit_together(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ordering = ordering_with(rig, NoticeKeyboards())
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    await clear_outbox(rig)
+    order = await awaiting_approval(ordering, rig)
 
     def broken(order: Order, _: Translate) -> str:
         raise Injected
@@ -121,9 +127,7 @@ async def test_a_rejection_and_the_customers_message_commit_together(
 
 async def test_an_approved_order_tells_its_customer_with_the_placement(rig: Rig) -> None:
     ordering = ordering_with(rig, NoticeKeyboards())
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    await clear_outbox(rig)
+    order = await awaiting_approval(ordering, rig)
     decided = await ordering.decide(order.id, ADMIN, approve=True)
     assert decided.outcome == Outcome.PLACED
     state, [told] = await state_and_queue(rig, order.id)
@@ -133,9 +137,7 @@ async def test_an_approved_order_tells_its_customer_with_the_placement(rig: Rig)
 
 async def test_an_approval_does_not_place_an_order_whose_service_changed(rig: Rig) -> None:
     ordering = rig.services.ordering
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    await clear_outbox(rig)
+    order = await awaiting_approval(ordering, rig)
     sandbox = rig.services.sandbox
     assert sandbox is not None
     sandbox.set_rate(FOLLOWERS, "1.80")  # the panel doubled the price while it waited
@@ -154,9 +156,7 @@ async def test_a_late_panel_id_wins_over_an_order_given_up_on(rig: Rig) -> None:
     """The guard marked it unknown and an admin, finding nothing yet, marked it failed; then
     the slow `add` answers with an id: the order is placed and everyone is told."""
     ordering = rig.services.ordering
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    await clear_outbox(rig)
+    order = await awaiting_approval(ordering, rig)
     sandbox = rig.services.sandbox
     assert sandbox is not None
     sandbox.delay_next("add", 1.0)
