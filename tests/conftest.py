@@ -1,10 +1,13 @@
-"""Shared fixtures: databases (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)."""
+"""Shared fixtures: databases (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), the bots
+under test (end to end in `tests/harness.py`, in-process in `tests/rig.py`), the playground and
+a fake clock. Plain builders of test data are in `tests/factories.py`."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import text
@@ -13,6 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.models import Base
+from tests.factories import FakeClock
+
+if TYPE_CHECKING:
+    from playground.run import Playground
+    from tests.rig import MakeRig, Rig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -81,3 +89,45 @@ async def running_bot(tmp_path: Path) -> AsyncIterator[object]:
     await stop_bot(harness)
     # Telegram refused nothing the bot sent: no bad HTML, no re-edit to identical content.
     assert not harness.emulator.errors, harness.emulator.errors
+
+
+@pytest.fixture
+async def make_rig(tmp_path: Path) -> AsyncIterator[MakeRig]:
+    """Starts the in-process rig (`tests/rig.py`) with settings overrides, and stops it after
+    the test. One rig a test: a second would share the first one's database."""
+    from tests.rig import Rig
+
+    started: list[Rig] = []
+
+    async def start(**overrides: Any) -> Rig:
+        assert not started, "this test has its rig already"
+        started.append(await Rig.start(tmp_path, **overrides))
+        return started[0]
+
+    yield start
+    for rig in started:
+        await rig.stop()
+
+
+@pytest.fixture
+async def rig(make_rig: MakeRig) -> Rig:
+    """The in-process rig with its default settings. A module that needs others overrides
+    this fixture with one that calls `make_rig(**overrides)`."""
+    return await make_rig()
+
+
+@pytest.fixture
+async def playground(tmp_path: Path) -> AsyncIterator[Playground]:
+    """The offline playground (emulator, sandbox panel, bot and its web page) on a free port."""
+    from playground.run import Playground
+
+    world = Playground(database_path=tmp_path / "data" / "playground.db")
+    await world.start(port=0)
+    yield world
+    await world.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock at 1000 s that moves only when the test sets `clock.now`."""
+    return FakeClock()

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from tests.factories import FakeClock as FakeClock  # re-exported: the panel tests import it here
+
 # The seed document's example answers, verbatim (whitespace included).
 SEED_BALANCE = """{
     "balance": "100.84292",
@@ -123,16 +125,6 @@ SEED_CANCEL = """[
         "cancel": 1
     }
 ]"""
-
-
-class FakeClock:
-    """A clock that only moves when told to, for the sandbox's simulated time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 Responder = Callable[[dict[str, str]], Awaitable[web.StreamResponse]]

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.base import StorageKey
@@ -118,6 +118,12 @@ class Rig:
         if chat_id < 0:
             return {"id": chat_id, "type": "supergroup", "title": "Team"}
         return {"id": chat_id, "type": "private", "first_name": NAMES.get(user_id, "User")}
+
+
+class MakeRig(Protocol):
+    """The `make_rig` fixture: starts the test's rig with these settings overrides."""
+
+    async def __call__(self, **overrides: Any) -> Rig: ...
 
 
 def sent_messages(requests: list[TelegramMethod[Any]]) -> list[Message]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from functools import partial
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,8 +16,9 @@ from bot.i18n import create_i18n
 from bot.ids import MAX_ID, parse_id
 from bot.panel.errors import PanelUnavailable
 from bot.panel.models import Balance
-from storage import orders, outbox, people
+from storage import orders, outbox
 from storage.models import Order, SubmissionState
+from tests.factories import add_orders, make_settings, remember_customer
 
 Sessions = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
@@ -35,26 +36,18 @@ async def add_order(
     panel_order_id: int | None = None,
     currency: str = "USD",
 ) -> Order:
-    await people.remember_chat(session, CUSTOMER, "private", None)
-    await people.remember_user(session, CUSTOMER, "customer", "Customer", "en")
-    order = Order(
+    """One of the customer's orders; only a placed one keeps its `placed_at`."""
+    await remember_customer(session, CUSTOMER)
+    [order] = await add_orders(
+        session,
+        [panel_order_id],
         chat_id=CUSTOMER,
-        user_id=CUSTOMER,
-        service_id=1448,
-        service_name="Followers",
-        service_type="Default",
-        service_rate=Decimal("0.90"),
-        link="https://instagram.com/someone",
-        quantity=1000,
         price=Decimal(price),
         currency=currency,
         state=state,
         status=status,
-        panel_order_id=panel_order_id,
         placed_at=placed_at if state == SubmissionState.PLACED else None,
     )
-    session.add(order)
-    await session.flush()
     return order
 
 
@@ -188,14 +181,8 @@ class FakePanel:
         return Balance(balance=self.balance_value, currency="USD")
 
 
-def settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "bot_token": "1:x",
-        "panel_api_url": "sandbox",
-        "admin_ids": [7],
-        "low_balance_alert": Decimal("5"),
-    }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+# One admin, alerted when the panel's balance falls below 5.
+settings = partial(make_settings, bot_token="1:x", admin_ids=[7], low_balance_alert=Decimal("5"))
 
 
 async def check(sessions: Sessions, panel: FakePanel, config: Settings | None = None) -> int:

@@ -51,14 +51,6 @@ def unavailable(reason: str) -> NoReturn:
 
 
 @pytest.fixture
-async def playground(tmp_path: Path) -> AsyncIterator[Playground]:
-    world = Playground(database_path=tmp_path / "playground.db")
-    await world.start(port=0)
-    yield world
-    await world.stop()
-
-
-@pytest.fixture
 def chromium() -> str:
     """The system's Chromium, checked before anything is started."""
     try:

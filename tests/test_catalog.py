@@ -12,37 +12,16 @@ import pytest
 from bot.catalog import Catalog, CatalogSnapshot, Page, category_key, normalize_text, paginate
 from bot.panel.errors import PanelUnavailable
 from bot.panel.models import Service
-
-
-def make_service(service_id: int, name: str, category: str, **extra: object) -> Service:
-    fields: dict[str, object] = {
-        "service": service_id,
-        "name": name,
-        "type": "Default",
-        "category": category,
-        "rate": "0.90",
-        "min": 10,
-        "max": 1000,
-    }
-    return Service.model_validate(fields | extra)
-
+from tests.factories import FakeClock, make_service
 
 PANEL = [
-    make_service(1, "Instagram Likes [Real]", "Instagram"),
-    make_service(2, "Telegram Members", "Telegram"),
-    make_service(3, "Instagram Followers", "Instagram"),
-    make_service(4, "Canción Plays", "Spotify Música"),
-    make_service(5, "Telegram Post Views", "Telegram"),
-    make_service(1000, "YouTube Views 1000/day", "YouTube"),
+    make_service(service=1, name="Instagram Likes [Real]", category="Instagram", max=1000),
+    make_service(service=2, name="Telegram Members", category="Telegram", max=1000),
+    make_service(service=3, name="Instagram Followers", category="Instagram", max=1000),
+    make_service(service=4, name="Canción Plays", category="Spotify Música", max=1000),
+    make_service(service=5, name="Telegram Post Views", category="Telegram", max=1000),
+    make_service(service=1000, name="YouTube Views 1000/day", category="YouTube", max=1000),
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakePanel:
@@ -102,7 +81,9 @@ def test_service_lookup_by_id() -> None:
 
 
 def test_a_duplicated_service_id_keeps_the_first() -> None:
-    snapshot = CatalogSnapshot([*PANEL, make_service(1, "Impostor", "Other")])
+    snapshot = CatalogSnapshot(
+        [*PANEL, make_service(service=1, name="Impostor", category="Other", max=1000)]
+    )
     found = snapshot.service(1)
     assert found is not None and found.name == "Instagram Likes [Real]"
     assert [c.name for c in snapshot.categories][-1] == "YouTube"
@@ -242,11 +223,13 @@ def test_a_5000_service_snapshot_builds_and_searches() -> None:
     rng = random.Random(7)
     networks = ["Instagram", "TikTok", "Telegram", "YouTube", "Facebook", "Twitter/X"]
     kinds = ["Likes", "Followers", "Views", "Comments", "Members", "Shares"]
+    grades = ["Real", "Fast", "HQ"]
     services = [
         make_service(
-            number,
-            f"{rng.choice(networks)} {rng.choice(kinds)} [{rng.choice(['Real', 'Fast', 'HQ'])}]",
-            f"{rng.choice(networks)} {rng.choice(kinds)} #{number % 40}",
+            service=number,
+            name=f"{rng.choice(networks)} {rng.choice(kinds)} [{rng.choice(grades)}]",
+            category=f"{rng.choice(networks)} {rng.choice(kinds)} #{number % 40}",
+            max=1000,
         )
         for number in range(1, 5001)
     ]
@@ -266,7 +249,7 @@ def test_a_5000_service_snapshot_builds_and_searches() -> None:
 
 async def test_first_get_loads_and_later_gets_use_the_cache() -> None:
     panel = FakePanel(PANEL)
-    catalog = Catalog(panel.fetch, ttl=600, clock=FakeClock())
+    catalog = Catalog(panel.fetch, ttl=600, clock=FakeClock(now=0.0))
     assert catalog.snapshot is None
     first = await catalog.get()
     second = await catalog.get()
@@ -278,7 +261,7 @@ async def test_first_get_loads_and_later_gets_use_the_cache() -> None:
 async def test_a_failed_first_load_propagates() -> None:
     panel = FakePanel(PANEL)
     panel.failure = PanelUnavailable("HTTP 502", action="services")
-    catalog = Catalog(panel.fetch, clock=FakeClock())
+    catalog = Catalog(panel.fetch, clock=FakeClock(now=0.0))
     with pytest.raises(PanelUnavailable):
         await catalog.get()
     panel.failure = None
@@ -287,7 +270,7 @@ async def test_a_failed_first_load_propagates() -> None:
 
 
 async def test_expired_ttl_returns_the_old_catalog_and_refreshes_in_background() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     panel = FakePanel(PANEL)
     catalog = Catalog(panel.fetch, ttl=600, clock=clock)
     old = await catalog.get()
@@ -307,7 +290,7 @@ async def test_expired_ttl_returns_the_old_catalog_and_refreshes_in_background()
 
 
 async def test_a_failed_refresh_keeps_the_old_catalog(caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     panel = FakePanel(PANEL)
     catalog = Catalog(panel.fetch, ttl=600, clock=clock, retry_delay=30)
     old = await catalog.get()
@@ -335,7 +318,7 @@ async def test_a_failed_refresh_keeps_the_old_catalog(caplog: pytest.LogCaptureF
 async def test_concurrent_gets_share_one_fetch() -> None:
     panel = FakePanel(PANEL)
     panel.gate = asyncio.Event()
-    catalog = Catalog(panel.fetch, clock=FakeClock())
+    catalog = Catalog(panel.fetch, clock=FakeClock(now=0.0))
     waiting = [asyncio.create_task(catalog.get()) for _ in range(10)]
     await settle()
     assert panel.calls == 1
@@ -346,7 +329,7 @@ async def test_concurrent_gets_share_one_fetch() -> None:
 
 
 async def test_concurrent_gets_during_a_background_refresh_issue_one_fetch() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     panel = FakePanel(PANEL)
     catalog = Catalog(panel.fetch, ttl=600, clock=clock)
     old = await catalog.get()
@@ -366,7 +349,7 @@ async def test_concurrent_gets_during_a_background_refresh_issue_one_fetch() -> 
 
 async def test_refresh_forces_a_load_and_raises_on_failure() -> None:
     panel = FakePanel(PANEL)
-    catalog = Catalog(panel.fetch, clock=FakeClock())
+    catalog = Catalog(panel.fetch, clock=FakeClock(now=0.0))
     old = await catalog.get()
     panel.services = PANEL[:1]
     new = await catalog.refresh()

@@ -43,31 +43,7 @@ from bot.forms import (
     validate_usernames,
 )
 from bot.panel.models import Service
-
-
-def make_service(
-    type_: str = "Default",
-    *,
-    name: str = "Website Traffic",
-    category: str = "Traffic",
-    rate: str = "0.90",
-    min_: int = 10,
-    max_: int = 5000,
-    dripfeed: bool = False,
-) -> Service:
-    return Service.model_validate(
-        {
-            "service": 1,
-            "name": name,
-            "type": type_,
-            "category": category,
-            "rate": rate,
-            "min": min_,
-            "max": max_,
-            "dripfeed": dripfeed,
-        }
-    )
-
+from tests.factories import make_service
 
 DEFAULT = make_service()
 INSTAGRAM = make_service(name="Instagram Likes", category="Instagram")
@@ -115,7 +91,7 @@ def names(service: Service) -> list[str]:
     ],
 )
 def test_steps_by_type(type_: str, expected: list[str]) -> None:
-    assert names(make_service(type_)) == expected
+    assert names(make_service(type=type_)) == expected
 
 
 def test_drip_feed_steps_only_for_default_services_that_allow_it() -> None:
@@ -124,15 +100,15 @@ def test_drip_feed_steps_only_for_default_services_that_allow_it() -> None:
     steps = {field.name: field for field in steps_for(drip)}
     assert steps["dripfeed"].optional
     assert steps["runs"].requires == steps["interval"].requires == "dripfeed"
-    assert "dripfeed" not in names(make_service("Mentions", dripfeed=True))
+    assert "dripfeed" not in names(make_service(type="Mentions", dripfeed=True))
     # An unknown type is a Default service, drip-feed included (bot.services).
-    assert names(make_service("Brand New Type", dripfeed=True)) == names(drip)
+    assert names(make_service(type="Brand New Type", dripfeed=True)) == names(drip)
 
 
 def test_optional_steps_are_marked() -> None:
-    optional = {f.name for f in steps_for(make_service("Subscriptions")) if f.optional}
+    optional = {f.name for f in steps_for(make_service(type="Subscriptions")) if f.optional}
     assert optional == {"posts", "old_posts", "expiry"}
-    assert not any(f.optional for f in steps_for(make_service("Mentions with Hashtags")))
+    assert not any(f.optional for f in steps_for(make_service(type="Mentions with Hashtags")))
 
 
 def test_multiline_steps() -> None:
@@ -154,7 +130,7 @@ def test_next_field_walks_the_form() -> None:
 
 
 def test_bounds_for() -> None:
-    service = make_service("Custom Comments", min_=5, max_=50)
+    service = make_service(type="Custom Comments", min=5, max=50)
     assert bounds_for("quantity", service) == (5, 50)
     assert bounds_for("comments", service) == (5, 50)
     assert bounds_for("keywords", service) == (1, 1000)
@@ -255,7 +231,7 @@ def test_no_bare_at_name_elsewhere(name: str, category: str) -> None:
 
 
 def test_media_is_a_web_address() -> None:
-    service = make_service("Mentions Media Likers", name="Instagram Mentions")
+    service = make_service(type="Mentions Media Likers", name="Instagram Mentions")
     assert validate_media("instagram.com/p/xyz", service) == "https://instagram.com/p/xyz"
     rejects("media_invalid", validate_media, "@someone", service)
     rejects("media_invalid", validate_media, "not a link", service)
@@ -356,7 +332,7 @@ def test_list_rejects_empty_and_long_lines() -> None:
 
 
 def test_list_lines_are_bounded_by_1000_when_not_the_quantity() -> None:
-    mentions = make_service("Mentions", min_=10, max_=20)
+    mentions = make_service(type="Mentions", min=10, max=20)
     assert len(validate_usernames("\n".join(f"user{n}" for n in range(1000)), mentions)) == 1000
     error = rejects("too_many_lines", validate_keywords, "k\n" * 1001, mentions)
     assert error.params == {"max": 1000, "count": 1001}
@@ -364,7 +340,7 @@ def test_list_lines_are_bounded_by_1000_when_not_the_quantity() -> None:
 
 
 def test_list_lines_are_the_quantity_for_custom_comments() -> None:
-    service = make_service("Custom Comments", min_=3, max_=5)
+    service = make_service(type="Custom Comments", min=3, max=5)
     assert len(validate_comments("a\nb\nc", service)) == 3
     error = rejects("too_few_lines", validate_comments, "a\nb", service)
     assert error.params == {"min": 3, "count": 2}
@@ -373,14 +349,14 @@ def test_list_lines_are_the_quantity_for_custom_comments() -> None:
 
 
 def test_list_lines_are_the_quantity_for_mentions_custom_list() -> None:
-    service = make_service("Mentions Custom List", min_=2, max_=3)
+    service = make_service(type="Mentions Custom List", min=2, max=3)
     assert validate_usernames("@a\nb", service) == ["a", "b"]
     rejects("too_few_lines", validate_usernames, "@a", service)
     rejects("too_many_lines", validate_usernames, "a\nb\nc\nd", service)
 
 
 def test_package_comments_are_not_bounded_by_the_package_quantity() -> None:
-    package = make_service("Custom Comments Package", min_=1, max_=1)
+    package = make_service(type="Custom Comments Package", min=1, max=1)
     assert len(validate_comments("a\nb\nc", package)) == 3
 
 
@@ -426,7 +402,7 @@ def test_hashtags() -> None:
 # --- subscriptions -------------------------------------------------------------------------
 
 SUBSCRIPTION = make_service(
-    "Subscriptions", name="Instagram Auto Likes", category="Instagram", min_=50, max_=500
+    type="Subscriptions", name="Instagram Auto Likes", category="Instagram", min=50, max=500
 )
 
 
@@ -508,9 +484,9 @@ def test_every_step_has_a_validator() -> None:
              "Invites from Groups", "Mentions Media Likers", "Comment Likes", "Mentions Hashtag",
              "Comment Replies", "Custom Comments"]  # fmt: skip
     for type_ in types:
-        for field in steps_for(make_service(type_, dripfeed=True)):
+        for field in steps_for(make_service(type=type_, dripfeed=True)):
             with pytest.raises(FormError):
-                validate_field(field.name, "", make_service(type_), {})
+                validate_field(field.name, "", make_service(type=type_), {})
 
 
 # --- pricing -------------------------------------------------------------------------------
@@ -535,30 +511,30 @@ def test_price_drip_feed_multiplies_by_runs_only_when_chosen() -> None:
 
 
 def test_package_costs_its_rate() -> None:
-    package = make_service("Package", rate="12.50", min_=1, max_=1)
+    package = make_service(type="Package", rate="12.50", min=1, max=1)
     assert order_price(package, {"link": "https://a.io/x"}) == Decimal("12.50")
     assert order_quantity(package, {"link": "https://a.io/x"}) is None
-    comments_package = make_service("Custom Comments Package", rate="3")
+    comments_package = make_service(type="Custom Comments Package", rate="3")
     answers = {"link": "https://a.io/x", "comments": ["a", "b", "c"]}
     assert order_price(comments_package, answers) == Decimal("3")
     assert order_quantity(comments_package, answers) is None
 
 
 def test_list_types_count_lines() -> None:
-    custom = make_service("Custom Comments", rate="8")
+    custom = make_service(type="Custom Comments", rate="8")
     answers = {"link": "https://a.io/x", "comments": [f"c{n}" for n in range(7)]}
     assert order_quantity(custom, answers) == 7
     assert order_price(custom, answers) == Decimal("0.056")
-    mentions_list = make_service("Mentions Custom List", rate="2")
+    mentions_list = make_service(type="Mentions Custom List", rate="2")
     assert order_quantity(mentions_list, {"usernames": ["a", "b"]}) == 2
-    replies = make_service("Comment Replies", rate="10")
+    replies = make_service(type="Comment Replies", rate="10")
     answers = {"link": "https://a.io/x", "username": "u", "comments": ["x", "y", "z"]}
     assert order_quantity(replies, answers) == 3
     assert order_price(replies, answers) == Decimal("0.030")
 
 
 def test_typed_quantity_wins_over_list_lengths() -> None:
-    mentions = make_service("Mentions", rate="1")
+    mentions = make_service(type="Mentions", rate="1")
     answers = {"link": "https://a.io/x", "quantity": 500, "usernames": ["a", "b"]}
     assert order_quantity(mentions, answers) == 500
     assert order_price(mentions, answers) == Decimal("0.5")
@@ -583,7 +559,7 @@ def test_pricing_an_incomplete_form_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         order_price(DEFAULT, {"quantity": "1000"})
     with pytest.raises(ValueError):
-        order_quantity(make_service("Custom Comments"), {"comments": "a\nb"})
+        order_quantity(make_service(type="Custom Comments"), {"comments": "a\nb"})
 
 
 # --- arguments of add ----------------------------------------------------------------------
@@ -680,7 +656,7 @@ LINK = "https://a.io/x"
 def test_add_arguments(
     type_: str, answers: dict[str, object], expected: dict[str, object]
 ) -> None:
-    assert add_arguments(make_service(type_), answers) == expected
+    assert add_arguments(make_service(type=type_), answers) == expected
 
 
 def test_add_arguments_for_drip_feed() -> None:
@@ -703,7 +679,7 @@ def test_add_arguments_of_an_incomplete_form_is_a_programming_error() -> None:
 
 
 def test_a_whole_conversation_through_the_generic_entry_point() -> None:
-    service = make_service("Mentions with Hashtags", name="Instagram Mentions", rate="4")
+    service = make_service(type="Mentions with Hashtags", name="Instagram Mentions", rate="4")
     typed = {
         "link": "@target",
         "quantity": "1,000",

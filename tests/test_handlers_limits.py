@@ -3,54 +3,38 @@ message, 64 bytes of callback data), however long the panel's names are."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from decimal import Decimal
-from pathlib import Path
-
 import pytest
 from aiogram.methods import SendMessage
 
-from bot.ordering import Order, SubmissionState
-from storage.db import utcnow
-from tests.rig import ALICE, Rig, buttons, last_menu, sent_messages
+from tests.factories import add_orders
+from tests.rig import ALICE, MakeRig, Rig, buttons, last_menu, sent_messages
 
 TELEGRAM_MAX = 4096
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await Rig.start(tmp_path, page_size=20)
-    await rig.send(ALICE, "/start")
-    yield rig
-    await rig.stop()
+async def rig(make_rig: MakeRig) -> Rig:
+    rig = await make_rig(page_size=20)
+    await rig.send(ALICE, "/start")  # Alice's chat, which the orders below belong to
+    return rig
 
 
-async def add_orders(rig: Rig, count: int, name: str) -> None:
+async def add_alices_orders(rig: Rig, count: int, name: str) -> None:
+    """`count` orders of Alice's, in progress on the panel, of a service called `name`."""
     async with rig.services.sessions.begin() as session:
-        session.add_all(
-            Order(
-                panel_order_id=50_000 + number,
-                chat_id=ALICE,
-                user_id=ALICE,
-                service_id=1448,
-                service_name=name,
-                service_type="Default",
-                service_rate=Decimal("0.90"),
-                link="https://instagram.com/alice",
-                quantity=1000,
-                price=Decimal("0.90"),
-                currency="USD",
-                state=SubmissionState.PLACED,
-                status="In progress",
-                placed_at=utcnow(),
-            )
-            for number in range(count)
+        await add_orders(
+            session,
+            range(50_000, 50_000 + count),
+            chat_id=ALICE,
+            service_name=name,
+            link="https://instagram.com/alice",
+            status="In progress",
         )
 
 
 @pytest.mark.parametrize(("count", "length"), [(8, 500), (20, 200), (20, 512)])
 async def test_the_order_list_fits_one_message(rig: Rig, count: int, length: int) -> None:
-    await add_orders(rig, count, "Followers " + "x" * (length - 10))
+    await add_alices_orders(rig, count, "Followers " + "x" * (length - 10))
     sent = await rig.send(ALICE, "/orders")
     [listing] = [request for request in sent if isinstance(request, SendMessage)]
     assert len(listing.text) <= TELEGRAM_MAX

@@ -5,23 +5,12 @@ In-process: real updates through the real dispatcher (see `tests/rig.py`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from aiogram.types import Message
 
 from handlers.callbacks import OrderAction, OrderStep, member_of
 from tests.rig import ALICE, BOB, GROUP, Rig, alerts, buttons, changes, last_menu, sent_messages
 
 FOLLOWERS = 2001  # a Default service with drip-feed, refill and cancel
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await Rig.start(tmp_path)
-    yield rig
-    await rig.stop()
 
 
 async def _category_menu_of(rig: Rig, service_id: int) -> tuple[Message, str]:

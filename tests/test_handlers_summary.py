@@ -8,8 +8,6 @@ flight, and must not reopen the form either.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiogram.types import Message
@@ -18,13 +16,6 @@ from bot.app import create_dispatcher
 from tests.rig import ALICE, Rig, alerts, buttons, last_menu, sent_messages
 
 FOLLOWERS = 1448
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await Rig.start(tmp_path)
-    yield rig
-    await rig.stop()
 
 
 async def summary_of(rig: Rig) -> Message:

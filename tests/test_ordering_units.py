@@ -4,10 +4,8 @@ together or not at all (no Telegram here: the service alone, on the sandbox pane
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from handlers.keyboards import NoticeKeyboards
 from storage import orders, outbox
 from storage.db import utcnow
 from storage.models import Order, SubmissionState
-from tests.rig import ADMIN, ALICE, Rig
+from tests.rig import ADMIN, ALICE, MakeRig, Rig
 
 FOLLOWERS = 1448
 ANSWERS = {"link": "https://instagram.com/alice", "quantity": 1000}
@@ -36,12 +34,11 @@ class BrokenButtons:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(make_rig: MakeRig) -> Rig:
     # Every order is over the limit: each confirmation waits for an admin.
-    rig = await Rig.start(tmp_path, max_order_price=Decimal("0.01"), admin_ids=[ADMIN, 1003])
+    rig = await make_rig(max_order_price=Decimal("0.01"), admin_ids=[ADMIN, 1003])
     await rig.send(ALICE, "/start")  # the chat and the user the orders belong to
-    yield rig
-    await rig.stop()
+    return rig
 
 
 def ordering_with(rig: Rig, buttons: Any) -> Ordering:
@@ -58,11 +55,26 @@ async def draft(ordering: Ordering, rig: Rig) -> Order:
     return await ordering.create_draft(ALICE, ALICE, service, dict(ANSWERS))
 
 
+async def awaiting_approval(ordering: Ordering, rig: Rig) -> Order:
+    """Alice's order, confirmed and waiting for an admin; the admins' messages are cleared."""
+    order = await draft(ordering, rig)
+    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
+    await clear_outbox(rig)
+    return order
+
+
 async def state_and_queue(rig: Rig, order_id: int) -> tuple[str, list[Any]]:
     async with rig.services.sessions() as session:
         order = await session.get(Order, order_id)
         assert order is not None
         return order.state, list(await outbox.pending(session))
+
+
+async def clear_outbox(rig: Rig) -> None:
+    """Drop every queued message, so a test sees only what comes after."""
+    async with rig.services.sessions.begin() as session:
+        for row in await outbox.pending(session):
+            await outbox.drop(session, row.id)
 
 
 async def test_an_approval_request_and_its_admin_messages_commit_together(rig: Rig) -> None:
@@ -95,11 +107,7 @@ async def test_a_rejection_and_the_customers_message_commit_together(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ordering = ordering_with(rig, NoticeKeyboards())
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    async with rig.services.sessions.begin() as session:
-        for row in await outbox.pending(session):
-            await outbox.drop(session, row.id)
+    order = await awaiting_approval(ordering, rig)
 
     def broken(order: Order, _: Translate) -> str:
         raise Injected
@@ -119,11 +127,7 @@ async def test_a_rejection_and_the_customers_message_commit_together(
 
 async def test_an_approved_order_tells_its_customer_with_the_placement(rig: Rig) -> None:
     ordering = ordering_with(rig, NoticeKeyboards())
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    async with rig.services.sessions.begin() as session:
-        for row in await outbox.pending(session):
-            await outbox.drop(session, row.id)
+    order = await awaiting_approval(ordering, rig)
     decided = await ordering.decide(order.id, ADMIN, approve=True)
     assert decided.outcome == Outcome.PLACED
     state, [told] = await state_and_queue(rig, order.id)
@@ -131,17 +135,9 @@ async def test_an_approved_order_tells_its_customer_with_the_placement(rig: Rig)
     assert told.chat_id == ALICE and "Order placed" in told.text
 
 
-async def clear_outbox(rig: Rig) -> None:
-    async with rig.services.sessions.begin() as session:
-        for row in await outbox.pending(session):
-            await outbox.drop(session, row.id)
-
-
 async def test_an_approval_does_not_place_an_order_whose_service_changed(rig: Rig) -> None:
     ordering = rig.services.ordering
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    await clear_outbox(rig)
+    order = await awaiting_approval(ordering, rig)
     sandbox = rig.services.sandbox
     assert sandbox is not None
     sandbox.set_rate(FOLLOWERS, "1.80")  # the panel doubled the price while it waited
@@ -160,9 +156,7 @@ async def test_a_late_panel_id_wins_over_an_order_given_up_on(rig: Rig) -> None:
     """The guard marked it unknown and an admin, finding nothing yet, marked it failed; then
     the slow `add` answers with an id: the order is placed and everyone is told."""
     ordering = rig.services.ordering
-    order = await draft(ordering, rig)
-    await ordering.confirm(ALICE, ALICE, order.id, is_admin=False)
-    await clear_outbox(rig)
+    order = await awaiting_approval(ordering, rig)
     sandbox = rig.services.sandbox
     assert sandbox is not None
     sandbox.delay_next("add", 1.0)

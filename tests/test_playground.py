@@ -44,14 +44,6 @@ Json = dict[str, Any]
 
 
 @pytest.fixture
-async def playground(tmp_path: Path) -> AsyncIterator[Playground]:
-    world = Playground(database_path=tmp_path / "data" / "playground.db")
-    await world.start(port=0)
-    yield world
-    await world.stop()
-
-
-@pytest.fixture
 async def http(playground: Playground) -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(base_url=playground.url) as session:
         yield session

@@ -30,6 +30,7 @@ from playground.telegram import TelegramEmulator
 from storage import kv, orders, outbox, people
 from storage.db import create_engine, create_session_factory, utcnow
 from storage.models import Order, OutboxMessage, Refill, SubmissionState
+from tests.factories import FAST_OUTBOX, add_orders, make_settings, remember_customer
 from tests.test_outbox import eventually
 
 OWNER = 100  # the customer: a private chat, chat id == user id
@@ -41,18 +42,14 @@ TOKEN = "123456:TEST-token"
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "bot_token": TOKEN,
-        "panel_api_url": "sandbox",
-        "poll_interval": 0.05,
-        "poll_aging": "6h=300,24h=900,72h=3600",
-        "notify_chat_ids": [TEAM, OWNER],  # the ordering chat must not get a second copy
-        "outbox_global_per_second": 1000,
-        "outbox_chat_interval": 0,
-        "outbox_group_per_minute": 60000,
-    }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+# How these tests poll: every 0.05 s at first, slower with age as by default, with notify chats.
+POLLING: dict[str, Any] = {
+    "bot_token": TOKEN,
+    "poll_interval": 0.05,
+    "poll_aging": "6h=300,24h=900,72h=3600",
+    "notify_chat_ids": [TEAM, OWNER],  # the ordering chat must not get a second copy
+    **FAST_OUTBOX,
+}
 
 
 @dataclass
@@ -93,7 +90,7 @@ async def rig(sessions: Sessions) -> AsyncIterator[Rig]:
     url = await sandbox.start()
     sandbox.speed_up(0)  # simulated time moves only when a test advances it
     panel = PanelClient(url, sandbox.api_key, max_rps=1000, retries=0)
-    settings = make_settings()
+    settings = make_settings(**POLLING)
     async with sessions.begin() as session:
         await people.remember_chat(session, OPS, "supergroup", "Ops")
         await people.set_chat_notify(session, OPS, True)
@@ -102,7 +99,7 @@ async def rig(sessions: Sessions) -> AsyncIterator[Rig]:
     await sandbox.stop()
 
 
-async def add_orders(
+async def add_due_orders(
     sessions: Sessions,
     panel_ids: Sequence[int],
     *,
@@ -113,31 +110,18 @@ async def add_orders(
     """Placed orders as the ordering code records them, due for polling now."""
     now = utcnow()
     async with sessions.begin() as session:
-        await people.remember_chat(session, chat_id, "private" if chat_id > 0 else "group", None)
-        await people.remember_user(session, abs(chat_id), "customer", "Customer", "en")
-        rows = [
-            Order(
-                panel_order_id=panel_id,
-                chat_id=chat_id,
-                user_id=abs(chat_id),
-                service_id=1448,
-                service_name="Mga Tagasubaybay <sa> Instagram",
-                service_type="Default",
-                service_rate=Decimal("0.90"),
-                link="https://instagram.com/someone",
-                quantity=1000,
-                price=Decimal("0.90"),
-                currency="USD",
-                state=SubmissionState.PLACED,
-                status=status,
-                poll_active=True,
-                next_poll_at=now,
-                placed_at=placed_at or now,
-            )
-            for panel_id in panel_ids
-        ]
-        session.add_all(rows)
-        await session.flush()
+        await remember_customer(session, chat_id, abs(chat_id))
+        rows = await add_orders(
+            session,
+            panel_ids,
+            chat_id=chat_id,
+            user_id=abs(chat_id),
+            service_name="Mga Tagasubaybay <sa> Instagram",
+            status=status,
+            poll_active=True,
+            next_poll_at=now,
+            placed_at=placed_at or now,
+        )
         return [row.id for row in rows]
 
 
@@ -165,7 +149,7 @@ async def make_due(sessions: Sessions) -> None:
 
 async def test_status_change_writes_one_message_for_the_ordering_chat(rig: Rig) -> None:
     panel_id = rig.panel_order()
-    [order_id] = await add_orders(rig.sessions, [panel_id])
+    [order_id] = await add_due_orders(rig.sessions, [panel_id])
     poller = rig.poller()
 
     report = await poller.poll_once()  # still Pending: nothing to say
@@ -188,7 +172,7 @@ async def test_status_change_writes_one_message_for_the_ordering_chat(rig: Rig) 
 
 async def test_completion_is_also_sent_to_every_notify_chat_once(rig: Rig) -> None:
     panel_id = rig.panel_order()
-    [order_id] = await add_orders(rig.sessions, [panel_id])
+    [order_id] = await add_due_orders(rig.sessions, [panel_id])
     rig.sandbox.advance(STEP * 3)
 
     report = await rig.poller().poll_once()
@@ -210,7 +194,7 @@ async def test_completion_is_also_sent_to_every_notify_chat_once(rig: Rig) -> No
 async def test_blocked_chats_are_not_written_to(rig: Rig) -> None:
     async with rig.sessions.begin() as session:
         await people.mark_chat_blocked(session, OPS)
-    await add_orders(rig.sessions, [rig.panel_order()])
+    await add_due_orders(rig.sessions, [rig.panel_order()])
     rig.sandbox.advance(STEP * 3)
     await rig.poller().poll_once()
     assert sorted(m.chat_id for m in await queued(rig.sessions)) == sorted([OWNER, TEAM])
@@ -220,7 +204,7 @@ async def test_status_and_messages_are_one_transaction(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     panel_id = rig.panel_order()
-    [order_id] = await add_orders(rig.sessions, [panel_id])
+    [order_id] = await add_due_orders(rig.sessions, [panel_id])
     rig.sandbox.advance(STEP * 3)
     real_enqueue = outbox.enqueue
     calls = 0
@@ -246,7 +230,7 @@ async def test_status_and_messages_are_one_transaction(
 
 
 async def test_messages_are_in_each_chats_language(rig: Rig) -> None:
-    await add_orders(rig.sessions, [rig.panel_order()])
+    await add_due_orders(rig.sessions, [rig.panel_order()])
     async with rig.sessions.begin() as session:
         await people.set_user_language(session, OWNER, "fil")
     rig.sandbox.advance(STEP * 3)
@@ -265,7 +249,7 @@ async def test_messages_are_in_each_chats_language(rig: Rig) -> None:
 
 async def test_250_due_orders_take_three_status_calls(rig: Rig) -> None:
     panel_ids = [rig.panel_order() for _ in range(250)]
-    await add_orders(rig.sessions, panel_ids)
+    await add_due_orders(rig.sessions, panel_ids)
     rig.sandbox.request_log.clear()
 
     report = await rig.poller().poll_once()
@@ -277,7 +261,7 @@ async def test_250_due_orders_take_three_status_calls(rig: Rig) -> None:
 
 
 async def test_incorrect_order_id_marks_the_order_missing_and_stops_polling(rig: Rig) -> None:
-    [order_id] = await add_orders(rig.sessions, [999_999])
+    [order_id] = await add_due_orders(rig.sessions, [999_999])
 
     report = await rig.poller().poll_once()
 
@@ -303,7 +287,7 @@ async def test_older_orders_are_polled_less_often(rig: Rig) -> None:
     now = utcnow()
     ages = {"new": timedelta(0), "7h": timedelta(hours=7), "30h": timedelta(hours=30)}
     ids = {
-        name: (await add_orders(rig.sessions, [rig.panel_order()], placed_at=now - age))[0]
+        name: (await add_due_orders(rig.sessions, [rig.panel_order()], placed_at=now - age))[0]
         for name, age in ages.items()
     }
     await rig.poller().poll_once()
@@ -321,7 +305,7 @@ async def test_older_orders_are_polled_less_often(rig: Rig) -> None:
 
 
 async def test_a_failed_status_call_backs_off_then_the_update_arrives(rig: Rig) -> None:
-    [order_id] = await add_orders(rig.sessions, [rig.panel_order()])
+    [order_id] = await add_due_orders(rig.sessions, [rig.panel_order()])
     rig.sandbox.advance(STEP * 3)
     rig.sandbox.fail_next_http("status", 502)
     poller = rig.poller()
@@ -341,7 +325,7 @@ async def test_a_failed_status_call_backs_off_then_the_update_arrives(rig: Rig) 
 
 
 async def test_the_loop_survives_a_panel_outage(rig: Rig) -> None:
-    await add_orders(rig.sessions, [rig.panel_order()])
+    await add_due_orders(rig.sessions, [rig.panel_order()])
     rig.sandbox.advance(STEP * 3)
     url = rig.panel.api_url
     port = int(url.split(":")[-1].split("/")[0])
@@ -367,7 +351,7 @@ async def test_a_restart_between_the_change_and_its_delivery_delivers_once(
     rig: Rig, database_url: str
 ) -> None:
     panel_id = rig.panel_order()
-    await add_orders(rig.sessions, [panel_id])
+    await add_due_orders(rig.sessions, [panel_id])
     rig.sandbox.advance(STEP * 3)
     await rig.poller().poll_once()  # the change and its messages are stored; nothing sent yet
 
@@ -404,7 +388,7 @@ async def test_a_restart_between_the_change_and_its_delivery_delivers_once(
 
 async def test_two_pollers_announce_each_change_once(rig: Rig) -> None:
     panel_ids = [rig.panel_order() for _ in range(30)]
-    await add_orders(rig.sessions, panel_ids)
+    await add_due_orders(rig.sessions, panel_ids)
     rig.sandbox.advance(STEP * 3)
     first, second = rig.poller(claim_size=7), rig.poller(claim_size=7)
 
@@ -417,7 +401,7 @@ async def test_two_pollers_announce_each_change_once(rig: Rig) -> None:
 
 async def test_an_owners_refresh_is_not_announced_again_by_the_poller(rig: Rig) -> None:
     panel_id = rig.panel_order()
-    [order_id] = await add_orders(rig.sessions, [panel_id])
+    [order_id] = await add_due_orders(rig.sessions, [panel_id])
     rig.sandbox.advance(STEP * 3)
     answer = OrderStatusResult(order=panel_id, status="Completed", charge="0.9", remains=0)
 
@@ -438,7 +422,7 @@ async def test_an_owners_refresh_is_not_announced_again_by_the_poller(rig: Rig) 
 
 async def test_a_refill_status_change_is_announced_to_the_ordering_chat(rig: Rig) -> None:
     panel_id = rig.panel_order()
-    [order_id] = await add_orders(rig.sessions, [panel_id], status="Completed")
+    [order_id] = await add_due_orders(rig.sessions, [panel_id], status="Completed")
     rig.sandbox.advance(STEP * 3)
     asked = {"key": rig.sandbox.api_key, "action": "refill", "order": str(panel_id)}
     panel_refill_id = int(rig.sandbox.handle(asked)["refill"])
@@ -464,7 +448,7 @@ async def test_a_refill_status_change_is_announced_to_the_ordering_chat(rig: Rig
 
 
 async def test_low_balance_alerts_each_admin_once_until_it_recovers(rig: Rig) -> None:
-    rig.settings = make_settings(admin_ids=[7, 8], low_balance_alert=Decimal("50"))
+    rig.settings = make_settings(**POLLING, admin_ids=[7, 8], low_balance_alert=Decimal("50"))
 
     def poller() -> Poller:
         return rig.poller(balance_every=0)
@@ -510,7 +494,7 @@ class NumbersOnlyPanel:
 
 
 async def test_moving_numbers_are_stored_in_one_batch_without_messages(rig: Rig) -> None:
-    order_ids = await add_orders(rig.sessions, [1, 2, 3], status="In progress")
+    order_ids = await add_due_orders(rig.sessions, [1, 2, 3], status="In progress")
     panel = NumbersOnlyPanel(remains=400)
     poller = rig.poller(panel=panel)
     report = await poller.poll_once()
@@ -528,7 +512,7 @@ async def test_moving_numbers_are_stored_in_one_batch_without_messages(rig: Rig)
 
 
 async def test_a_submission_interrupted_by_a_crash_becomes_unknown(rig: Rig) -> None:
-    [stuck, fresh] = await add_orders(rig.sessions, [901, 902])
+    [stuck, fresh] = await add_due_orders(rig.sessions, [901, 902])
     long_ago = utcnow() - timedelta(hours=1)
     async with rig.sessions.begin() as session:
         await session.execute(
@@ -571,7 +555,7 @@ class HostileStatuses:
 
 async def test_one_answer_the_database_cannot_hold_costs_only_its_own_order(rig: Rig) -> None:
     """The parse normally refuses such a number; the write is isolated all the same."""
-    order_ids = await add_orders(rig.sessions, [7001, 7002, 7003])
+    order_ids = await add_due_orders(rig.sessions, [7001, 7002, 7003])
     poller = rig.poller(panel=HostileStatuses(bad=7002))
     started = utcnow()
     report = await poller.poll_once()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from bot.services import (
 )
 from handlers.texts import service_card, service_line
 from playground.sandbox import TYPE_RULES, SandboxPanel
+from tests.factories import make_service, panel_service
 
 LINK = "https://instagram.com/someone"
 CURRENCY = "USD"
@@ -49,16 +51,14 @@ TYPED = {
 }  # fmt: skip
 
 
-def raw_service(type_: str, *, rate: str, min_: int, max_: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "service": 7001, "name": "Instagram Followers Bundle", "type": type_,
-        "category": "Instagram", "rate": rate, "min": min_, "max": max_, **extra,
-    }  # fmt: skip
-
-
-def make_service(type_: str, **extra: Any) -> Service:
-    fields = {"rate": "1.20", "min_": 100, "max_": 10000} | extra
-    return Service.model_validate(raw_service(type_, **fields))
+# The one service these tests offer under every spelling of every type: what names it in the
+# panel's list, and `bundle(**fields)` parsed, at 1.20 a thousand for 100 to 10000 by default.
+BUNDLE: dict[str, Any] = {
+    "service": 7001,
+    "name": "Instagram Followers Bundle",
+    "category": "Instagram",
+}
+bundle = partial(make_service, **BUNDLE, rate="1.20", min=100, max=10000)
 
 
 def fill_form(service: Service, typed: Mapping[str, str] = TYPED) -> dict[str, object]:
@@ -112,11 +112,11 @@ def english() -> Iterator[None]:
 )
 def test_a_type_name_is_normalised_once(name: str, expected: ServiceType) -> None:
     assert service_type(name) is expected
-    assert service_type(make_service(name)) is expected
+    assert service_type(bundle(type=name)) is expected
 
 
 def test_a_blank_type_is_default_and_an_unknown_one_is_not_known() -> None:
-    assert service_type(make_service("")) is ServiceType.DEFAULT
+    assert service_type(bundle(type="")) is ServiceType.DEFAULT
     assert not is_known_type("Followers Package")
     assert is_known_type(" custom comments ")
 
@@ -156,7 +156,7 @@ def test_the_sandbox_knows_every_type() -> None:
 
 @pytest.mark.parametrize("kind", list(ServiceType))
 def test_form_steps_agree_with_the_type_rules(kind: ServiceType) -> None:
-    steps = steps_for(make_service(kind.value))
+    steps = steps_for(bundle(type=kind.value))
     names = [step.name for step in steps]
     assert {step.name for step in steps if not step.optional} == set(TYPE_RULES[kind].needs)
     assert tuple(name for name in names if name in LIST_FIELDS) == list_fields(kind)
@@ -167,8 +167,8 @@ def test_form_steps_agree_with_the_type_rules(kind: ServiceType) -> None:
 
 def test_an_unknown_type_asks_and_takes_what_default_does() -> None:
     for dripfeed in (False, True):
-        unknown = make_service("Followers Package", dripfeed=dripfeed)
-        default = make_service("Default", dripfeed=dripfeed)
+        unknown = bundle(type="Followers Package", dripfeed=dripfeed)
+        default = bundle(type="Default", dripfeed=dripfeed)
         assert steps_for(unknown) == steps_for(default)
     assert list_fields("Followers Package") == ()
 
@@ -194,7 +194,7 @@ def quoted_price(service: Service) -> tuple[str, str]:
 async def test_an_unknown_type_is_quoted_and_charged_per_1000(
     type_: str, extra: dict[str, Any], steps: list[str], quantity: int, runs: int
 ) -> None:
-    raw = raw_service(type_, rate="1.20", min_=100, max_=10000, **extra)
+    raw = panel_service(**BUNDLE, type=type_, rate="1.20", min=100, max=10000, **extra)
     service = Service.model_validate(raw)
     line, card_price = quoted_price(service)
     assert line == "Instagram Followers Bundle · 1.20 USD/1000 · 100–10,000"
@@ -219,7 +219,7 @@ async def test_an_unknown_type_is_quoted_and_charged_per_1000(
     ],
 )
 async def test_a_package_is_quoted_and_charged_its_rate(type_: str, steps: list[str]) -> None:
-    raw = raw_service(type_, rate="4.20", min_=1, max_=1)
+    raw = panel_service(**BUNDLE, type=type_, rate="4.20", min=1, max=1)
     service = Service.model_validate(raw)
     line, card_price = quoted_price(service)
     assert line == "Instagram Followers Bundle · 4.20 USD"
@@ -232,7 +232,7 @@ async def test_a_package_is_quoted_and_charged_its_rate(type_: str, steps: list[
 
 
 async def test_a_list_type_is_charged_for_its_lines() -> None:
-    raw = raw_service(" custom comments", rate="8", min_=1, max_=100)
+    raw = panel_service(**BUNDLE, type=" custom comments", rate="8", min=1, max=100)
     service = Service.model_validate(raw)
     assert format_money(service.rate, CURRENCY) in service_line(service, CURRENCY)
     answers = fill_form(service)
@@ -266,7 +266,7 @@ def test_a_subscription_without_new_posts_is_open_ended() -> None:
 async def test_a_subscription_is_quoted_and_charged_alike(
     posts: str, old_posts: str, basis: str, price: str
 ) -> None:
-    raw = raw_service("subscriptions", rate="0.15", min_=50, max_=5000)
+    raw = panel_service(**BUNDLE, type="subscriptions", rate="0.15", min=50, max=5000)
     service = Service.model_validate(raw)
     typed = TYPED | {"posts": posts, "old_posts": old_posts, "expiry": ""}
     answers: dict[str, object] = {}
@@ -286,16 +286,16 @@ async def test_a_subscription_is_quoted_and_charged_alike(
 
 
 def test_price_per_1000_times_runs_and_a_package_costs_its_rate() -> None:
-    service = make_service("Default", rate="0.90")
+    service = bundle(type="Default", rate="0.90")
     assert services.order_price(service, OrderFigures(quantity=1000)) == Decimal("0.90")
     assert services.order_price(service, OrderFigures(quantity=1500, runs=3)) == Decimal("4.05")
-    package = make_service("Package", rate="2.50", min_=1, max_=1)
+    package = bundle(type="Package", rate="2.50", min=1, max=1)
     assert services.order_price(package, OrderFigures()) == Decimal("2.50")
     assert services.order_price(package, OrderFigures(quantity=7, runs=3)) == Decimal("2.50")
 
 
 def test_a_missing_figure_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="quantity"):
-        services.order_price(make_service("Followers Package"), OrderFigures())
+        services.order_price(bundle(type="Followers Package"), OrderFigures())
     with pytest.raises(ValueError, match="max"):
-        services.order_price(make_service("Subscriptions"), OrderFigures(posts=3))
+        services.order_price(bundle(type="Subscriptions"), OrderFigures(posts=3))
