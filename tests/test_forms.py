@@ -699,7 +699,7 @@ def test_a_whole_conversation_through_the_generic_entry_point() -> None:
 
 
 def test_an_expiry_date_may_be_written_the_iso_way() -> None:
-    service = make_service("Subscriptions")
+    service = make_service(type="Subscriptions")
     today = date(2026, 12, 1)
     assert validate_expiry("2026-12-31", service, today=today) == "31/12/2026"
     assert validate_expiry("31/12/2026", service, today=today) == "31/12/2026"
