@@ -47,10 +47,13 @@ from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from playground.sandbox import SandboxPanel
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
+REDIS_WAIT_SECONDS = 20  # a caller waits this long for a free Redis connection
 
 BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
 
@@ -70,6 +73,8 @@ class Services:
     stats: Stats
     reconciliation: Reconciliation
     sandbox: SandboxPanel | None = None
+    # What several instances share beside the database (None: one instance, no Redis).
+    redis: Redis | None = None
     jobs: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -104,14 +109,33 @@ class Services:
         await self.panel.close()
         if self.sandbox is not None:
             await self.sandbox.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()
+
+
+def create_redis(settings: Settings) -> Redis | None:
+    """The Redis client every shared facility uses, or None with no Redis configured.
+
+    A blocking pool: past REDIS_POOL_SIZE connections a caller waits for a free one instead of
+    failing (redis-py's default pool raises MaxConnectionsError, which became apologies).
+    """
+    url = settings.shared_redis_url
+    return None if url is None else _blocking_redis(url, settings.shared_redis_pool_size)
+
+
+def _blocking_redis(url: str, size: int) -> Redis:
+    from redis.asyncio import BlockingConnectionPool, Redis  # the `redis` extra
+
+    pool = BlockingConnectionPool.from_url(url, max_connections=size, timeout=REDIS_WAIT_SECONDS)
+    return Redis(connection_pool=pool)
 
 
 async def create_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Open the database (applying migrations), the panel (or the sandbox) and the catalog."""
     if migrate:
         await upgrade_database(settings.database_url)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     sandbox: SandboxPanel | None = None
     if settings.uses_sandbox:
         from playground.sandbox import SandboxPanel
@@ -140,6 +164,7 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         catalog=catalog,
         i18n=i18n,
         sandbox=sandbox,
+        redis=create_redis(settings),
     )
 
 
@@ -203,8 +228,8 @@ def create_fsm_storage(
     if settings.fsm_storage.startswith(("redis://", "rediss://")):
         from aiogram.fsm.storage.redis import RedisStorage  # the `redis` extra
 
-        return RedisStorage.from_url(
-            settings.fsm_storage,
+        return RedisStorage(
+            _blocking_redis(settings.fsm_storage, settings.shared_redis_pool_size),
             key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True),
         )
     # One process owns a SQLite database, so the FSM rows may live in memory too.

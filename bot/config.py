@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     # Storage
     database_url: str = DEFAULT_DATABASE_URL
     fsm_storage: str = "database"
+    # Several instances: what they share beside the database (limits, cache invalidation).
+    # Defaults to FSM_STORAGE when that is a redis:// URL; unset means one instance.
+    redis_url: SecretStr | None = None
+    # Updates handled at once; the database and Redis pools are sized to it by default.
+    update_concurrency: int = Field(64, ge=1, le=10_000)
+    db_pool_size: int | None = Field(None, ge=1)
+    redis_pool_size: int | None = Field(None, ge=1)
     # Who may do what
     admin_ids: IdList = []
     allowed_user_ids: IdList = []
@@ -112,6 +119,27 @@ class Settings(BaseSettings):
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is missing: it is required with WEBHOOK_URL")
         return self
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        """The Redis every instance shares: REDIS_URL, else a redis:// FSM_STORAGE, else None."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        if self.fsm_storage.startswith(("redis://", "rediss://")):
+            return self.fsm_storage
+        return None
+
+    @property
+    def database_pool_size(self) -> int:
+        """Connections per instance: DB_POOL_SIZE, else enough for the updates in flight plus
+        the poller and the outbox (capped: PostgreSQL's default max_connections is 100)."""
+        return self.db_pool_size or min(self.update_concurrency + 4, 40)
+
+    @property
+    def shared_redis_pool_size(self) -> int:
+        """Redis connections per instance: REDIS_POOL_SIZE, else one per update in flight plus
+        the listeners and limiters."""
+        return self.redis_pool_size or self.update_concurrency + 8
 
     @property
     def uses_sandbox(self) -> bool:

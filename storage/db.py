@@ -93,14 +93,23 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+POOL_TIMEOUT = 30  # seconds an update may wait for a free connection before failing
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int | None = None) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, foreign keys and a busy timeout on every connection.
+
+    `pool_size` is the number of server connections this process may hold (PostgreSQL); beyond
+    it a caller waits (up to POOL_TIMEOUT) instead of opening more.
+    """
     _prepare_sqlite_file(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True
+        if pool_size is not None:
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=POOL_TIMEOUT)
     engine = create_async_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
