@@ -4,7 +4,8 @@ chat and the Team group.
 
 Needs Chromium from the system (Debian: `apt-get install chromium`); Playwright never downloads
 one here. Without it the test is skipped, or fails when CI=true. `make screenshot` runs it with
-`--screenshot-dir docs` to refresh docs/playground.png.
+`--screenshot-dir docs` to refresh docs/playground.png, push.png, order-again.png and
+favourites.png.
 """
 
 from __future__ import annotations
@@ -87,10 +88,11 @@ async def page(chromium: str, playground: Playground) -> AsyncIterator[Page]:
 
 
 @pytest.fixture
-def screenshot(screenshot_dir: Path) -> Path:
-    """Where the mid-order screenshot goes (docs/playground.png under `make screenshot`)."""
+def screenshots(screenshot_dir: Path) -> Path:
+    """Where the screenshots go (docs/ under `make screenshot`): playground.png (a summary),
+    push.png (a completion push and its buttons), order-again.png, favourites.png."""
     screenshot_dir.mkdir(parents=True, exist_ok=True)
-    return screenshot_dir / "playground.png"
+    return screenshot_dir
 
 
 def bot_message(page: Page, text: str | re.Pattern[str]) -> Locator:
@@ -122,7 +124,15 @@ async def type_message(page: Page, text: str) -> None:
     await expect(my_messages(page).last).to_contain_text(text)
 
 
-async def test_customer_orders_and_hears_of_completion(page: Page, screenshot: Path) -> None:
+async def take_screenshot(page: Page, path: Path) -> None:
+    """A screenshot once the last toast has gone (it would cover the newest messages)."""
+    from playwright.async_api import expect
+
+    await expect(page.get_by_test_id("toast")).to_be_hidden()
+    await page.screenshot(path=path)
+
+
+async def test_customer_orders_and_hears_of_completion(page: Page, screenshots: Path) -> None:
     from playwright.async_api import expect
 
     expect.set_options(timeout=STEP_MS)
@@ -137,6 +147,8 @@ async def test_customer_orders_and_hears_of_completion(page: Page, screenshot: P
     await inline_button(page, "Instagram Followers (").click()
     await inline_button(page, "Instagram Followers [Real").click()
     await expect(answers(page).last).to_contain_text("link")
+    await inline_button(page, "Add to favourites").click()
+    await expect(inline_button(page, "In favourites")).to_be_visible()
     await type_message(page, LINK)
     await expect(answers(page).last).to_contain_text("quantity")
     await type_message(page, "1000")
@@ -152,7 +164,7 @@ async def test_customer_orders_and_hears_of_completion(page: Page, screenshot: P
     link = summary.locator(f'a[href="{LINK}"]')
     await expect(link).to_have_attribute("target", "_blank")
     await expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
-    await page.screenshot(path=screenshot)
+    await take_screenshot(page, screenshots / "playground.png")
 
     await inline_button(page, "Confirm").click()
     await expect(bot_message(page, "23501").last).to_be_visible()
@@ -162,11 +174,41 @@ async def test_customer_orders_and_hears_of_completion(page: Page, screenshot: P
     await expect(page.get_by_test_id("sandbox-clock")).to_have_text("clock ×10")
     await expect(page.get_by_test_id("toast")).to_contain_text("×10")
     notice = re.compile(r"23501[\s\S]*Completed|Completed[\s\S]*23501")
-    await expect(bot_message(page, notice).last).to_be_visible(timeout=NOTICE_MS)
+    push = bot_message(page, notice).last
+    await expect(push).to_be_visible(timeout=NOTICE_MS)
+    await expect(push).to_contain_text("✅ Order #23501: Completed")
+    for label in ("Details", "Refill", "Order again"):
+        await expect(inline_button(page, label)).to_be_visible()
+    await take_screenshot(page, screenshots / "push.png")
+    await page.get_by_test_id("sandbox-speed-up").click()  # back to normal: 23502 stays pending
+    await expect(page.get_by_test_id("sandbox-clock")).to_have_text("clock ×1")
 
     await page.get_by_test_id("chat-team").click()
     await expect(page.get_by_test_id("chat-title")).to_have_text("Team")
     await expect(bot_message(page, notice).last).to_be_visible(timeout=NOTICE_MS)
+    await expect(bot_message(page, notice).last).to_contain_text(LINK)
+
+    await page.get_by_test_id("chat-private").click()
+    await inline_button(page, "Order again").click()
+    again = bot_message(page, "Please check your order").last
+    await expect(again).to_contain_text("Instagram Followers [Real, 30 days refill]")
+    await expect(again).to_contain_text(LINK)
+    await expect(again).to_contain_text("1,000")
+    await expect(inline_button(page, "Confirm")).to_be_visible()
+    await take_screenshot(page, screenshots / "order-again.png")
+    await inline_button(page, "Confirm").click()
+    await expect(bot_message(page, "23502").last).to_be_visible()
+    await expect(page.get_by_test_id("sandbox-orders")).to_contain_text("2 orders")
+
+    await type_message(page, "/order")
+    await expect(inline_button(page, "★ Favourites")).to_be_visible()
+    await take_screenshot(page, screenshots / "favourites.png")
+    await inline_button(page, "★ Favourites").click()
+    await expect(bot_message(page, "Your favourites")).to_be_visible()
+    asked_for_link = bot_message(page, "Send the link")
+    before = await asked_for_link.count()
+    await inline_button(page, "Instagram Followers [Real").click()
+    await expect(asked_for_link).to_have_count(before + 1)
 
 
 async def test_the_command_menu_and_tappable_commands(page: Page) -> None:
