@@ -57,6 +57,7 @@ async def test_dripfeed_order_multiplies_by_runs(running_bot: BotUnderTest) -> N
     await alice.send("3")
     summary = await alice.send("10")
     assert "3 runs" in summary.text and "10 minutes" in summary.text
+    assert "1,000 per run × 3 runs = 3,000 in total" in summary.text
     assert "0.045 USD" in summary.text
     placed = await alice.press("Confirm")
     assert "23501" in placed.text
