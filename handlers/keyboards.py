@@ -264,6 +264,16 @@ def order_card(order: Order, by: int) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
+def placed(order: Order, by: int) -> InlineKeyboardMarkup:
+    """Under "Order placed": its card (refresh, refill, cancel a mistake) and the next order."""
+    builder = InlineKeyboardBuilder()
+    builder.row(
+        _action(_("📄 Details"), OrderStep.SHOW, order, by),
+        InlineKeyboardButton(text=_("🛒 New order"), callback_data=NewOrder(by=by).pack()),
+    )
+    return builder.as_markup()
+
+
 def _action(text: str, action: OrderStep, order: Order, by: int) -> InlineKeyboardButton:
     data = OrderAction(action=action, order=order.id, by=by)
     return InlineKeyboardButton(text=text, callback_data=data.pack())

@@ -659,18 +659,18 @@ async def confirm_draft(
     )
     if placement.outcome in (Outcome.TAKEN, Outcome.GONE):
         return  # confirmed already (the first press's screen says how) or not this chat's
-    text, markup = _placement_screen(placement, await _menu_of(state, query))
+    text, markup = _placement_screen(placement, await _menu_of(state, query), query.from_user.id)
     if placement.outcome != Outcome.UNAVAILABLE:
         await Flow.of(state, message).end(keep=message)
     await replace(query, text, markup)
 
 
-def _placement_screen(placement: Placement, menu: Menu) -> tuple[str, Any]:
+def _placement_screen(placement: Placement, menu: Menu, by: int) -> tuple[str, Any]:
     order = placement.order
     if order is None:  # only TAKEN and GONE come without an order, and they show no screen
         return _("This order is not available."), None
     if placement.outcome == Outcome.PLACED:
-        return notices.placed_text(order, _), None
+        return notices.placed_text(order, _), keyboards.placed(order, by)
     if placement.outcome == Outcome.AWAITING_APPROVAL:
         return _(
             "This order needs an admin's approval before it is placed (it is over a spending "

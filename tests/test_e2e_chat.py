@@ -155,3 +155,18 @@ async def test_favourites_are_one_tap_to_add_and_to_remove(chat_bot: BotUnderTes
     await alice.press("In favourites", message=card)
     menu = await alice.send("/order")
     assert not any("Favourites" in label for label in labels(menu))
+
+
+async def test_a_placed_order_offers_its_card_and_the_next_order(chat_bot: BotUnderTest) -> None:
+    alice = chat_bot.user(ALICE, "Alice")
+    await alice.send("/order")
+    await alice.press("TikTok")
+    await alice.press("TikTok Followers")
+    await alice.send("https://tiktok.com/@me")
+    await alice.send("100")
+    placed = await alice.press("Confirm")
+    assert "Order placed" in placed.text
+    assert labels(placed) == ["📄 Details", "🛒 New order"]
+    card = await alice.press("Details", message=placed)  # the card, in place
+    assert card.message_id == placed.message_id
+    assert "23501" in card.text and "Cancel order" in str(card.buttons)  # a mistake undone
