@@ -52,7 +52,7 @@ class Invalidation:
         idle_ping: float = IDLE_PING,
     ) -> None:
         self._redis = redis
-        self._channel = channel
+        self.channel = channel
         self._idle_ping = idle_ping
         self.instance = uuid.uuid4().hex[:12]
         self._appliers: dict[str, list[Apply]] = {}
@@ -83,7 +83,7 @@ class Invalidation:
         event = json.dumps({"kind": kind, "id": item_id, "from": self.instance})
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self._redis.publish(self._channel, event)
+                await self._redis.publish(self.channel, event)
         except Exception as error:  # Redis down or slow: the caches' TTL is the fallback
             log.warning("could not publish %s %s: %s", kind, item_id, type(error).__name__)
 
@@ -117,7 +117,7 @@ class Invalidation:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
+                    await pubsub.subscribe(self.channel)
                     await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise

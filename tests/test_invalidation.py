@@ -344,3 +344,39 @@ async def test_a_user_denied_elsewhere_since_the_summary_orders_nothing(rig: Rig
     async with rig.services.sessions() as session:
         [order] = await order_store.orders_in_state(session, SubmissionState.CANCELED)
     assert order.user_id == ALICE
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+@needs_redis
+async def test_with_redis_the_bot_listens_on_a_channel_of_its_own_database(
+    tmp_path: Any,
+) -> None:
+    from bot.app import background_jobs, create_services
+    from playground.telegram.recording import recording_bot
+
+    assert REDIS_URL is not None
+    settings = make_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'wired.db'}", redis_url=REDIS_URL
+    )
+    services = await create_services(settings)
+    try:
+        bus = services.invalidation
+        assert bus.shared
+        database = REDIS_URL.rsplit("/", 1)[-1]
+        assert bus.channel == f"smm-bot:caches:123456:{database}"  # the token's bot id only
+        bot, _ = recording_bot()
+        jobs = background_jobs(services, bot)
+        assert jobs[0] == bus.run_forever  # listening is the first job started
+    finally:
+        await services.close()
+
+
+async def test_without_redis_nothing_listens(rig: Rig) -> None:
+    from bot.app import background_jobs
+
+    assert not rig.services.invalidation.shared
+    jobs = background_jobs(rig.services, rig.bot)
+    assert rig.services.invalidation.run_forever not in jobs
+    await rig.services.invalidation.publish("user", ALICE)  # nobody to tell: no error
