@@ -33,6 +33,7 @@ from bot.admin import Reconciliation, Stats
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.i18n import create_i18n
+from bot.invalidation import CHANNEL, Invalidation
 from bot.ordering import Ordering
 from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
 REDIS_WAIT_SECONDS = 20  # a caller waits this long for a free Redis connection
+INVALIDATION_WAIT_SECONDS = 5  # start-up waits this long for the cache events' subscription
 
 BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
 
@@ -75,6 +77,8 @@ class Services:
     sandbox: SandboxPanel | None = None
     # What several instances share beside the database (None: one instance, no Redis).
     redis: Redis | None = None
+    # Tells the other instances' caches what this one changed (a no-op without Redis).
+    invalidation: Invalidation = field(default_factory=lambda: Invalidation(None))
     jobs: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -110,6 +114,7 @@ class Services:
         if self.sandbox is not None:
             await self.sandbox.stop()
         if self.redis is not None:
+            await self.invalidation.drain()  # a blocked chat's news, still on its way
             await self.redis.aclose()
         await self.engine.dispose()
 
@@ -149,7 +154,9 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
     panel = PanelClient(
         panel_url, panel_key, timeout=settings.panel_timeout, max_rps=settings.panel_max_rps
     )
-    catalog = Catalog(panel.services, ttl=settings.catalog_ttl)
+    redis = create_redis(settings)
+    invalidation = Invalidation(redis, channel=invalidation_channel(settings, redis))
+    catalog = Catalog(panel.services, ttl=settings.catalog_ttl, bus=invalidation)
     sessions = create_session_factory(engine)
     i18n = create_i18n(settings.default_language)
     return Services(
@@ -157,15 +164,25 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         engine=engine,
         sessions=sessions,
         ordering=Ordering(sessions, panel, settings, i18n, NoticeKeyboards(), catalog),
-        people=People(sessions, settings, i18n, NoticeKeyboards()),
+        people=People(sessions, settings, i18n, NoticeKeyboards(), bus=invalidation),
         stats=Stats(sessions, panel, settings),
         reconciliation=Reconciliation(sessions, settings, i18n),
         panel=panel,
         catalog=catalog,
         i18n=i18n,
         sandbox=sandbox,
-        redis=create_redis(settings),
+        redis=redis,
+        invalidation=invalidation,
     )
+
+
+def invalidation_channel(settings: Settings, redis: Redis | None) -> str:
+    """One channel per bot and Redis database: pub/sub ignores the database index, and two
+    bots (or test runs) on one Redis server must not hear each other. The bot's id (the
+    token's public part, never the secret after the colon) names the bot."""
+    bot_id = settings.bot_token.get_secret_value().split(":", 1)[0]
+    database = 0 if redis is None else redis.connection_pool.connection_kwargs.get("db", 0)
+    return f"{CHANNEL}:{bot_id}:{database}"
 
 
 class TelegramSession(AiohttpSession):
@@ -278,13 +295,21 @@ def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
         owner=sender.owner,
         on_enqueued=sender.notify,
     )
-    return [poller.run_forever, sender.run_forever]
+    jobs: list[BackgroundJob] = [poller.run_forever, sender.run_forever]
+    if services.invalidation.shared:
+        jobs.insert(0, services.invalidation.run_forever)
+    return jobs
 
 
 async def _on_startup(bot: Bot, services: Services) -> None:
     await set_commands(bot, services.i18n)
     services.jobs = background_jobs(services, bot)
     services.start_background()
+    # Serve updates once other instances' changes reach this cache; a Redis that does not
+    # answer yet delays start-up a little, never stops it (the listener keeps trying).
+    invalidation = services.invalidation
+    if invalidation.shared and not await invalidation.wait_listening(INVALIDATION_WAIT_SECONDS):
+        log.warning("cache invalidation is not listening yet; starting anyway")
 
 
 async def _on_shutdown(services: Services) -> None:

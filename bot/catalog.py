@@ -1,7 +1,8 @@
 """The panel's service catalog, cached in memory: categories, pages and search.
 
 A ``CatalogSnapshot`` is one immutable answer of ``services``; ``Catalog`` hands out the current
-snapshot and replaces it in the background when it is older than its TTL.
+snapshot and replaces it in the background when it is older than its TTL, or at once when another
+instance found the panel's services changed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from bot.invalidation import CATALOG_CHANGED, Invalidation
 from bot.panel.models import Service
 
 log = logging.getLogger(__name__)
@@ -188,6 +190,9 @@ class Catalog:
     ``get()`` never waits for a refresh once a snapshot exists: it returns the old one and
     refreshes in the background. Only one fetch runs at a time; a failed refresh keeps the old
     snapshot and is retried after ``retry_delay`` seconds.
+
+    With several instances (``bus`` on Redis), a refresh that finds the services changed tells
+    the others, which refresh at once: they disagree for one ``services`` call, not a TTL.
     """
 
     def __init__(
@@ -197,8 +202,12 @@ class Catalog:
         ttl: float = DEFAULT_TTL,
         clock: Clock = time.monotonic,
         retry_delay: float = DEFAULT_RETRY_DELAY,
+        bus: Invalidation | None = None,
     ) -> None:
         self._fetch = fetch
+        self._bus = bus or Invalidation(None)
+        self._bus.on(CATALOG_CHANGED, self._changed_elsewhere)
+        self._bus.on_reset(self._missed_changes)
         self._ttl = ttl
         self._clock = clock
         self._retry_delay = retry_delay
@@ -247,22 +256,34 @@ class Catalog:
             else:
                 await asyncio.sleep(self._ttl)
 
-    def _load(self) -> asyncio.Task[CatalogSnapshot]:
+    def _load(self, *, announce: bool = True) -> asyncio.Task[CatalogSnapshot]:
         """The load in flight, or a new one: concurrent callers share one fetch."""
         if self._loading is None:
-            self._loading = asyncio.create_task(self._fetch_snapshot(), name="catalog-load")
+            self._loading = asyncio.create_task(
+                self._fetch_snapshot(announce=announce), name="catalog-load"
+            )
             self._loading.add_done_callback(self._on_loaded)
         return self._loading
 
-    async def _fetch_snapshot(self) -> CatalogSnapshot:
+    async def _fetch_snapshot(self, *, announce: bool) -> CatalogSnapshot:
         try:
             snapshot = CatalogSnapshot(await self._fetch())
         except Exception:
             self._due_at = self._clock() + self._retry_delay
             raise
-        self._snapshot = snapshot
+        previous, self._snapshot = self._snapshot, snapshot
         self._due_at = self._clock() + self._ttl
+        if announce and previous is not None and previous.services != snapshot.services:
+            # A load the news itself started stays quiet: one change, one round of refreshes.
+            self._bus.publish_soon(CATALOG_CHANGED)
         return snapshot
+
+    def _changed_elsewhere(self, _: int) -> None:
+        if self._snapshot is not None:  # nothing loaded yet: the first get() loads anyway
+            self._load(announce=False)
+
+    def _missed_changes(self) -> None:
+        self._due_at = 0.0  # the next get() refreshes in the background
 
     def _on_loaded(self, task: asyncio.Task[CatalogSnapshot]) -> None:
         if self._loading is task:

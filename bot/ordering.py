@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import notices
-from bot.access import Access
+from bot.access import Access, decide_access
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.forms import add_arguments, answers_again, order_price, order_quantity
@@ -75,6 +75,7 @@ class Outcome(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # the request never reached the panel; nothing was ordered
     UNKNOWN = "unknown"  # the request may have reached the panel
     TAKEN = "taken"  # already confirmed (second press, another instance) or dropped
+    DENIED = "denied"  # the user may not order (any more): nothing was ordered
     GONE = "gone"  # no such draft in this chat
 
 
@@ -114,8 +115,9 @@ class Ordering:
         self._notifier = Notifier(settings, i18n)
         self._buttons = buttons
         self._currency: tuple[str, float] | None = None
-        # One confirmation per user at a time in this process, so two drafts confirmed at
-        # once cannot both pass the daily limit (SQLite reads take no lock).
+        # One confirmation per user at a time in this process. What makes the daily limit
+        # hold is the user's row lock in the confirm transaction (every instance); this only
+        # keeps a second press here from holding a database connection while it waits.
         self._confirming = UserLocks()
 
     # --- money ---------------------------------------------------------------------------
@@ -172,7 +174,10 @@ class Ordering:
     ) -> Placement:
         """Confirm a draft: over a spending limit it waits for an admin, else it is placed.
 
-        Only the user who filled the form may confirm it (in a group, others see it as gone).
+        Only the user who filled the form may confirm it (in a group, others see it as gone),
+        and only while they may order: their stored access is read again, in the transaction
+        that takes the draft, which also locks their row so that their confirmations on every
+        instance pass the daily limit one at a time.
         """
         async with self._confirming.hold(user_id):
             return await self._confirm(chat_id, user_id, order_id, is_admin=is_admin)
@@ -190,6 +195,16 @@ class Ordering:
             await self.drop_draft(chat_id, user_id, order_id)
             return Placement(Outcome.CHANGED, order)
         async with self._sessions() as session, session.begin():
+            stored = await people_store.lock_user_access(session, user_id)
+            if not decide_access(self._settings, user_id, stored).may_order:
+                await order_store.move_state(
+                    session,
+                    order_id,
+                    expected=[SubmissionState.DRAFT],
+                    to=SubmissionState.CANCELED,
+                    chat_id=chat_id,
+                )
+                return Placement(Outcome.DENIED, order)
             if await self._needs_approval(session, order, is_admin=is_admin):
                 moved = await order_store.move_state(
                     session,

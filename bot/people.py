@@ -18,6 +18,7 @@ from bot import notices
 from bot.access import Access, decide_access
 from bot.config import Settings
 from bot.i18n import resolve_language
+from bot.invalidation import CHAT_BLOCKED, CHAT_CLEARED, USER_CHANGED, Invalidation
 from bot.notices import Translations
 from bot.notify import NoticeButtons, Notifier
 from storage import people as store
@@ -77,18 +78,29 @@ class RecentlySeen:
     """Chats and users written in the last `ttl` seconds, so their next update writes nothing.
 
     Without it every update paid two upserts and a read before its handler ran. `People` forgets
-    whatever it changes; another instance sharing the database sees a change within `ttl`.
+    whatever it changes, and (with Redis) so does every other instance (`bot.invalidation`);
+    without Redis another instance sharing the database sees a change within `ttl`. A chat
+    remembered as blocked is written on its next update, which clears the mark.
     """
 
     def __init__(self, ttl: float = SEEN_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._chats: dict[int, tuple[float, tuple[object, ...]]] = {}
+        self._chats: dict[int, tuple[float, tuple[object, ...], bool]] = {}
         self._users: dict[int, tuple[float, tuple[object, ...], Person]] = {}
 
     def chat_is_fresh(self, chat_id: int, fingerprint: tuple[object, ...]) -> bool:
         entry = self._chats.get(chat_id)
-        return entry is not None and entry[0] > self._clock() and entry[1] == fingerprint
+        return (
+            entry is not None
+            and entry[0] > self._clock()
+            and entry[1] == fingerprint
+            and not entry[2]
+        )
+
+    def chat_marked_blocked(self, chat_id: int) -> bool:
+        entry = self._chats.get(chat_id)
+        return entry is not None and entry[2]
 
     def user(self, user_id: int, fingerprint: tuple[object, ...]) -> Person | None:
         entry = self._users.get(user_id)
@@ -98,17 +110,34 @@ class RecentlySeen:
 
     def saw_chat(self, chat_id: int, fingerprint: tuple[object, ...]) -> None:
         self._trim(self._chats)
-        self._chats[chat_id] = (self._clock() + self._ttl, fingerprint)
+        self._chats[chat_id] = (self._clock() + self._ttl, fingerprint, False)
 
     def saw_user(self, user_id: int, fingerprint: tuple[object, ...], person: Person) -> None:
         self._trim(self._users)
         self._users[user_id] = (self._clock() + self._ttl, fingerprint, person)
+
+    def chat_blocked(self, chat_id: int) -> None:
+        """The chat blocked the bot: its next update must be written (an unknown chat is)."""
+        entry = self._chats.get(chat_id)
+        if entry is not None:
+            self._chats[chat_id] = (entry[0], entry[1], True)
+
+    def chat_cleared(self, chat_id: int) -> None:
+        """Another instance wrote the chat's update, clearing the mark: nothing to write here."""
+        entry = self._chats.get(chat_id)
+        if entry is not None:
+            self._chats[chat_id] = (entry[0], entry[1], False)
 
     def forget_chat(self, chat_id: int) -> None:
         self._chats.pop(chat_id, None)
 
     def forget_user(self, user_id: int) -> None:
         self._users.pop(user_id, None)
+
+    def clear(self) -> None:
+        """Forget everything (changes may have been missed while Redis was unreachable)."""
+        self._chats.clear()
+        self._users.clear()
 
     def _trim(self, entries: dict[int, Any]) -> None:
         """Keep memory bounded: drop expired entries when full, or all of them if none is."""
@@ -131,17 +160,26 @@ class People:
         i18n: Translations,
         buttons: NoticeButtons,
         recent: RecentlySeen | None = None,
+        bus: Invalidation | None = None,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._notifier = Notifier(settings, i18n)
         self._buttons = buttons
         self._recent = recent or RecentlySeen()
+        self._bus = bus or Invalidation(None)
+        # What other instances change reaches this cache before their admin sees an answer.
+        self._bus.on(USER_CHANGED, self._recent.forget_user)
+        self._bus.on(CHAT_BLOCKED, self._recent.chat_blocked)
+        self._bus.on(CHAT_CLEARED, self._recent.chat_cleared)
+        self._bus.on_reset(self._recent.clear)
 
     async def visit(self, chat: ChatSeen | None, user: Sender | None) -> Visitor:
         """Remember the chat and the user of an update (clearing a "blocked" mark) in one
-        transaction, skipped for those written a moment ago; decide access and language."""
+        transaction, skipped for those written a moment ago and not marked blocked since;
+        decide access and language."""
         chat_fresh = chat is None or self._recent.chat_is_fresh(chat.id, _chat_print(chat))
+        was_blocked = chat is not None and self._recent.chat_marked_blocked(chat.id)
         person = None if user is None else self._recent.user(user.id, _user_print(user))
         if not chat_fresh or (user is not None and person is None):
             async with self._sessions.begin() as session:
@@ -151,6 +189,8 @@ class People:
                     person = await self._remember_user(session, user)
             if chat is not None and not chat_fresh:
                 self._recent.saw_chat(chat.id, _chat_print(chat))
+                if was_blocked:  # the other instances marked it too: they need not write
+                    await self._bus.publish(CHAT_CLEARED, chat.id)
             if user is not None and person is not None:
                 self._recent.saw_user(user.id, _user_print(user), person)
         default = self._settings.default_language
@@ -170,7 +210,7 @@ class People:
     async def set_language(self, user_id: int, language: str) -> None:
         async with self._sessions.begin() as session:
             await store.set_user_language(session, user_id, language)
-        self._recent.forget_user(user_id)  # their next update reads the new language
+        await self._forget_user_everywhere(user_id)  # their next update reads the new language
 
     async def set_access(self, user_id: int, allowed: bool) -> Known:
         """Store /allow or /deny (a user never seen gets a row); who it is, as far as known.
@@ -182,7 +222,9 @@ class People:
                 await self._notifier.tell(
                     session, [user_id], notices.access_granted_text, kind=ACCESS_NOTICE
                 )
-        self._recent.forget_user(user_id)  # their next update reads the new decision
+        # Their next update, on any instance, reads the new decision: published before the
+        # admin's answer is sent.
+        await self._forget_user_everywhere(user_id)
         if user is None:
             return Known(user_id, None, None)
         return Known(user_id, user.first_name, user.username)
@@ -218,8 +260,14 @@ class People:
             await store.set_chat_notify(session, chat_id, notify)
 
     def chat_blocked(self, chat_id: int) -> None:
-        """The outbox saw a 403: the chat's next update must be written (clearing the mark)."""
-        self._recent.forget_chat(chat_id)
+        """The outbox saw a 403 (and stored the mark): the chat's next update, on whichever
+        instance, must be written, which clears the mark."""
+        self._recent.chat_blocked(chat_id)
+        self._bus.publish_soon(CHAT_BLOCKED, chat_id)
+
+    async def _forget_user_everywhere(self, user_id: int) -> None:
+        self._recent.forget_user(user_id)
+        await self._bus.publish(USER_CHANGED, user_id)
 
 
 def _chat_print(chat: ChatSeen) -> tuple[object, ...]:

@@ -25,6 +25,7 @@ from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
 from bot.people import People
 from handlers import keyboards, texts
+from handlers.access import refusal
 from handlers.callbacks import (
     CategoriesPage,
     DraftAction,
@@ -678,6 +679,8 @@ def _placement_screen(placement: Placement, menu: Menu, by: int) -> tuple[str, A
         ), None
     if placement.outcome == Outcome.UNKNOWN:
         return notices.unknown_outcome_text(_), None
+    if placement.outcome == Outcome.DENIED:  # denied since the summary (maybe elsewhere)
+        return refusal(order.user_id), None
     if placement.outcome == Outcome.CHANGED:
         return _(
             "This service changed on the panel since this summary was shown (its price or "

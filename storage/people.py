@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,6 +68,35 @@ async def remember_user(
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def lock_user_access(session: AsyncSession, user_id: int) -> bool | None:
+    """Lock the user's row until the transaction ends (creating it if it was never written),
+    and read their stored access: /allow (True), /deny (False) or neither (None).
+
+    One user's confirmations then run one at a time on every instance, so a spending limit
+    sees what the other one spent. PostgreSQL locks the row (`FOR UPDATE`); SQLite has one
+    writer at a time, and a write first takes its lock before anything is read (a read
+    first would let two transactions read the same sum, then one fail to write).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Any = select(User.access).where(User.id == user_id).with_for_update()
+    else:
+        statement = (
+            update(User)
+            .where(User.id == user_id)
+            .values(access=User.access, updated_at=User.updated_at)
+            .returning(User.access)
+            .execution_options(synchronize_session=False)
+        )
+    row = (await session.execute(statement)).one_or_none()
+    if row is None:  # never seen: a new row holds the lock as well as an old one
+        now = utcnow()
+        values = {"id": user_id, "created_at": now, "updated_at": now}
+        await upsert(session, User.__table__, values, ["id"], [])  # type: ignore[arg-type]
+        row = (await session.execute(statement)).one()
+    access: bool | None = row[0]
+    return access
 
 
 async def set_user_language(session: AsyncSession, user_id: int, language: str) -> None:
