@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     markup_percent: Decimal = Field(Decimal(0), ge=0)
     star_price: Decimal | None = Field(None, gt=0)  # one Star in the shop currency
     topup_amounts: AmountList = [Decimal(1), Decimal(5), Decimal(10), Decimal(25)]
-    min_topup: ShopAmount | None = None  # the least "Other amount" (one Star's worth if unset)
+    min_topup: ShopAmount | None = None  # the least typed "Other amount"
     support_contact: str | None = None  # /paysupport
     terms_text: str | None = None  # /terms
     # Delivery limits (Telegram's are ~30/s overall, 1/s per chat, 20/min per group)
