@@ -71,6 +71,12 @@ def customer_price(
     return _cents_up(exact)
 
 
+def is_offered(rate: Decimal) -> bool:
+    """Whether a service can be sold from a wallet: a negative rate is invalid, whatever the
+    quantity (a quantity of 0 would otherwise price it at nothing)."""
+    return rate.is_finite() and rate >= 0
+
+
 @dataclass(frozen=True, slots=True)
 class Markups:
     """The markups set with /markup; `percent_for` picks the most specific one."""

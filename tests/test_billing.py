@@ -24,6 +24,7 @@ from bot.billing import (
     check_shop_currency,
     customer_price,
     invoice_accepts,
+    is_offered,
     late_charge_reference,
     ordered_quantity,
     partial_refund,
@@ -89,6 +90,8 @@ def test_customer_price_keeps_every_digit() -> None:
 def test_a_negative_panel_price_is_not_offered() -> None:
     with pytest.raises(NotOffered):
         customer_price(D("-0.01"), D(1), D(0))
+    assert is_offered(D("0.90")) and is_offered(D(0))
+    assert not is_offered(D("-0.01")) and not is_offered(D("NaN"))
     with pytest.raises(ValueError, match="exchange rate"):
         customer_price(D(1), D(0), D(0))
 
