@@ -30,8 +30,9 @@ from aiohttp import ClientError, ClientTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
+from bot.billing import ShopCurrencyMismatch, check_shop_currency
 from bot.catalog import Catalog
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 from bot.i18n import create_i18n
 from bot.invalidation import CHANNEL, Invalidation
 from bot.ordering import Ordering
@@ -137,10 +138,19 @@ def _blocking_redis(url: str, size: int) -> Redis:
 
 
 async def create_services(settings: Settings, *, migrate: bool = True) -> Services:
-    """Open the database (applying migrations), the panel (or the sandbox) and the catalog."""
+    """Open the database (applying migrations), the panel (or the sandbox) and the catalog.
+
+    Raises ConfigError when SHOP_CURRENCY is not the currency the wallets hold.
+    """
     if migrate:
         await upgrade_database(settings.database_url)
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+    if settings.wallet_mode and settings.shop_currency is not None:
+        try:
+            await check_shop_currency(create_session_factory(engine), settings.shop_currency)
+        except ShopCurrencyMismatch as error:
+            await engine.dispose()
+            raise ConfigError(str(error)) from None
     sandbox: SandboxPanel | None = None
     if settings.uses_sandbox:
         from playground.sandbox import SandboxPanel

@@ -13,11 +13,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.billing import MAX_STARS_PER_INVOICE, invoice_accepts, stars_for
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/bot.db"
 SANDBOX = "sandbox"
 
 IdList = Annotated[list[int], NoDecode]
 WordList = Annotated[list[str], NoDecode]
+# Shop amounts (top-ups): above zero, whole cents.
+ShopAmount = Annotated[Decimal, Field(gt=0, decimal_places=2)]
+AmountList = Annotated[list[ShopAmount], NoDecode]
+CURRENCY_PATTERN = r"^[A-Za-z0-9._-]{1,10}$"
 
 
 class ConfigError(Exception):
@@ -67,11 +73,21 @@ class Settings(BaseSettings):
     catalog_ttl: float = Field(600.0, gt=0)
     page_size: int = Field(8, ge=3, le=20)
     # Shown when the panel names no currency: a short plain token (it lands in HTML messages).
-    currency: str = Field("USD", pattern=r"^[A-Za-z0-9._-]{1,10}$")
+    currency: str = Field("USD", pattern=CURRENCY_PATTERN)
     # Money guards (off when unset)
     low_balance_alert: Decimal | None = None
     max_order_price: Decimal | None = None
     user_daily_limit: Decimal | None = None
+    # Reseller mode (BILLING=wallet): customers pay from wallets at the shop's prices.
+    billing: Literal["off", "wallet"] = "off"
+    shop_currency: str | None = Field(None, pattern=CURRENCY_PATTERN)  # required with wallet
+    exchange_rate: Decimal = Field(Decimal(1), gt=0)  # shop units per panel unit
+    markup_percent: Decimal = Field(Decimal(0), ge=0)
+    star_price: Decimal | None = Field(None, gt=0)  # one Star in the shop currency
+    topup_amounts: AmountList = [Decimal(1), Decimal(5), Decimal(10), Decimal(25)]
+    min_topup: ShopAmount | None = None  # the least typed "Other amount"
+    support_contact: str | None = None  # /paysupport
+    terms_text: str | None = None  # /terms
     # Delivery limits (Telegram's are ~30/s overall, 1/s per chat, 20/min per group)
     outbox_global_per_second: float = Field(30.0, gt=0)
     outbox_chat_interval: float = Field(1.0, ge=0)
@@ -101,6 +117,18 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("topup_amounts", mode="before")
+    @classmethod
+    def _split_amounts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("shop_currency")
+    @classmethod
+    def _currency_code(cls, value: str | None) -> str | None:
+        return None if value is None else value.upper()
+
     @field_validator("poll_aging")
     @classmethod
     def _check_aging(cls, value: str) -> str:
@@ -119,6 +147,37 @@ class Settings(BaseSettings):
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is missing: it is required with WEBHOOK_URL")
         return self
+
+    @model_validator(mode="after")
+    def _wallet_needs_a_currency(self) -> Settings:
+        if self.billing == "wallet" and self.shop_currency is None:
+            raise ValueError(
+                "SHOP_CURRENCY is missing: BILLING=wallet needs the currency of the shop's "
+                "prices and wallets (e.g. USD or PHP)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _topups_fit_an_invoice(self) -> Settings:
+        # A button Telegram would refuse to invoice is found at start-up, not by a customer.
+        if self.billing != "wallet" or self.star_price is None:
+            return self
+        offered = [("TOPUP_AMOUNTS", amount) for amount in self.topup_amounts]
+        if self.min_topup is not None:
+            offered.append(("MIN_TOPUP", self.min_topup))
+        for name, amount in offered:
+            stars = stars_for(amount, self.star_price)
+            if not invoice_accepts(stars):
+                raise ValueError(
+                    f"{name} has {amount}, which is {stars} Stars at STAR_PRICE "
+                    f"{self.star_price}: one invoice takes 1…{MAX_STARS_PER_INVOICE} Stars"
+                )
+        return self
+
+    @property
+    def wallet_mode(self) -> bool:
+        """Reseller mode: customers pay from their wallets (BILLING=wallet)."""
+        return self.billing == "wallet"
 
     @property
     def shared_redis_url(self) -> str | None:

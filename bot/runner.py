@@ -26,7 +26,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_applicati
 from aiohttp import web
 
 from bot.app import create_bot, create_dispatcher, create_services
-from bot.config import Settings
+from bot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook"
@@ -102,6 +102,8 @@ async def run_bot(settings: Settings) -> None:
         if described is None:  # pragma: no cover - every one of those types is described
             raise
         raise described from error
+    except ConfigError as error:  # found once the database is open (SHOP_CURRENCY)
+        raise StartupError(str(error), EXIT_CONFIG) from error
 
 
 async def _run(settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""Database tables: chats, users, orders, refills, the outbox, FSM state and a small key-value."""
+"""Database tables: chats, users, orders, refills, the outbox, FSM state, a small key-value,
+and the reseller ledger (entries, wallets, markups)."""
 
 from __future__ import annotations
 
@@ -201,4 +202,74 @@ class KeyValue(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LedgerKind(enum.StrEnum):
+    """What moved a wallet. Charges, debits and Stars refunds take money out; a late charge
+    does too and alone may take a wallet below zero (the panel placed an order already
+    refunded); the rest put money in."""
+
+    TOPUP = "topup"  # a Stars payment
+    CHARGE = "charge"  # an order's price, at Confirm
+    REFUND = "refund"  # what an order did not deliver, or a refused attempt
+    CREDIT = "credit"  # an admin's /credit (a payment taken elsewhere)
+    DEBIT = "debit"  # an admin's /debit
+    STARS_REFUND = "stars_refund"  # Stars given back to the payer
+    LATE_CHARGE = "late_charge"  # a panel id that arrived after the attempt was refunded
+
+
+class LedgerEntry(Base):
+    """One movement of a wallet, never edited: a mistake is corrected by a new entry.
+
+    `amount` is signed (negative takes money out). `reference` names the event that booked it
+    (`order:7:charge:1`, `stars:<charge id>`…), so the same event books once. No foreign keys:
+    the money's history must outlive whatever else is ever deleted.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        Index("ix_ledger_entries_user", "user_id", "id"),
+        Index("ix_ledger_entries_kind_created", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH))
+    kind: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str] = mapped_column(String(128), unique=True)
+    order_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    admin_id: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Wallet(Base):
+    """A customer's balance: the sum of their ledger entries, kept with every booking."""
+
+    __tablename__ = "wallets"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    balance: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MarkupScope(enum.StrEnum):
+    """How much of the catalog a markup covers; the most specific one set wins."""
+
+    GLOBAL = "global"  # key ""
+    CATEGORY = "category"  # key: the category's name
+    SERVICE = "service"  # key: the service id
+
+
+class Markup(Base):
+    """A markup percent set with /markup, on top of the exchange rate."""
+
+    __tablename__ = "markups"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    percent: Mapped[Decimal]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

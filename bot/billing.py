@@ -1,0 +1,352 @@
+"""Reseller mode (BILLING=wallet): customer prices with markups, refunds, Stars counts, the
+references of ledger entries, and `Billing`, the service that owns wallet units of work.
+
+Every rule is computed exactly (with fractions) and rounded once, at the end: a customer price
+up to the cent, a Partial refund half up to the cent. Money moves only through
+`storage.ledger.book`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Final
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import ledger
+from storage.models import LedgerEntry, LedgerKind, Markup, MarkupScope
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+CENT: Final = Decimal("0.01")
+# Telegram takes 1…10000 Stars in one invoice's single price (whole Stars, currency XTR).
+MIN_STARS_PER_INVOICE: Final = 1
+MAX_STARS_PER_INVOICE: Final = 10_000
+LAST_ENTRIES: Final = 10
+
+
+class NotOffered(ValueError):
+    """A service that cannot be sold in wallet mode (a negative rate)."""
+
+
+class InvalidRemains(ValueError):
+    """A panel status whose `remains` is outside 0…the ordered quantity: nothing is booked."""
+
+
+class InvalidAmount(ValueError):
+    """An amount typed for a wallet (a top-up, a credit, a debit): zero or less, finer than a
+    cent, or beyond what one payment can be."""
+
+
+# --- prices --------------------------------------------------------------------------------
+
+
+def _cents_up(value: Fraction) -> Decimal:
+    return Decimal(math.ceil(value * 100)).scaleb(-2)
+
+
+def _cents_half_up(value: Fraction) -> Decimal:
+    return Decimal(math.floor(value * 100 + Fraction(1, 2))).scaleb(-2)
+
+
+def customer_price(
+    panel_price: Decimal, exchange_rate: Decimal, markup_percent: Decimal
+) -> Decimal:
+    """panel price × exchange rate × (1 + markup / 100), rounded up to the cent, once.
+
+    `panel_price` is the order's whole price at the panel (`bot.services.order_price`): rounding
+    the rate instead would multiply a rounding by the quantity. Raises NotOffered for a
+    negative panel price, ValueError for a rate ≤ 0 or a negative markup.
+    """
+    if panel_price < 0:
+        raise NotOffered(f"a negative panel price ({panel_price}) is not offered")
+    if exchange_rate <= 0 or markup_percent < 0:
+        raise ValueError("the exchange rate must be above zero and the markup at least zero")
+    exact = Fraction(panel_price) * Fraction(exchange_rate) * (1 + Fraction(markup_percent) / 100)
+    return _cents_up(exact)
+
+
+def is_offered(rate: Decimal) -> bool:
+    """Whether a service can be sold from a wallet: a negative rate is invalid, whatever the
+    quantity (a quantity of 0 would otherwise price it at nothing)."""
+    return rate.is_finite() and rate >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class Markups:
+    """The markups set with /markup; `percent_for` picks the most specific one."""
+
+    services: Mapping[int, Decimal] = field(default_factory=dict)
+    categories: Mapping[str, Decimal] = field(default_factory=dict)
+    overall: Decimal | None = None  # the global one set with /markup
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Markup]) -> Markups:
+        services: dict[int, Decimal] = {}
+        categories: dict[str, Decimal] = {}
+        overall: Decimal | None = None
+        for row in rows:
+            if row.scope == MarkupScope.SERVICE and row.key.isdigit():
+                services[int(row.key)] = row.percent
+            elif row.scope == MarkupScope.CATEGORY:
+                categories[row.key] = row.percent
+            elif row.scope == MarkupScope.GLOBAL:
+                overall = row.percent
+        return cls(services, categories, overall)
+
+    def percent_for(self, service_id: int, category: str, default: Decimal) -> Decimal:
+        """The service's markup, else its category's, else the global one, else `default`
+        (MARKUP_PERCENT)."""
+        if service_id in self.services:
+            return self.services[service_id]
+        if category in self.categories:
+            return self.categories[category]
+        return self.overall if self.overall is not None else default
+
+
+# --- refunds -------------------------------------------------------------------------------
+
+
+def partial_refund(price: Decimal, remains: int, ordered: int, refunded: Decimal) -> Decimal:
+    """What a Partial order gives back: price × remains / ordered, rounded half up to the
+    cent, never more than the price less the refunds already booked.
+
+    `ordered` is the total the order asked for (quantity × runs for drip-feed, the lines of a
+    list type). Raises InvalidRemains when `remains` is outside 0…ordered.
+    """
+    if ordered <= 0:
+        raise InvalidRemains(f"an order of {ordered} has no remains to refund")
+    if not 0 <= remains <= ordered:
+        raise InvalidRemains(f"remains {remains} is outside 0…{ordered}")
+    share = _cents_half_up(Fraction(price) * remains / ordered)
+    return max(min(share, price - refunded), Decimal(0))
+
+
+def rest_of_price(price: Decimal, refunded: Decimal) -> Decimal:
+    """What a Canceled order gives back: the price less the refunds already booked."""
+    return max(price - refunded, Decimal(0))
+
+
+def ordered_quantity(quantity: int | None, runs: int | None) -> int | None:
+    """The total an order asked for: quantity × runs with drip-feed; None without a quantity
+    (a package or a subscription, refunded only when Canceled)."""
+    if quantity is None:
+        return None
+    return quantity * (runs or 1)
+
+
+# --- Stars ---------------------------------------------------------------------------------
+
+
+def stars_for(amount: Decimal, star_price: Decimal) -> int:
+    """The whole Stars an invoice for `amount` asks: ⌈amount / STAR_PRICE⌉."""
+    if star_price <= 0:
+        raise ValueError("STAR_PRICE must be above zero")
+    return math.ceil(Fraction(amount) / Fraction(star_price))
+
+
+def invoice_accepts(stars: int) -> bool:
+    """Whether Telegram takes this many Stars in one invoice."""
+    return MIN_STARS_PER_INVOICE <= stars <= MAX_STARS_PER_INVOICE
+
+
+# --- references: one event, one entry ------------------------------------------------------
+
+
+def charge_reference(order_id: int, attempt: int) -> str:
+    return f"order:{order_id}:charge:{attempt}"
+
+
+def refund_reference(order_id: int, attempt: int) -> str:
+    return f"order:{order_id}:refund:{attempt}"
+
+
+def late_charge_reference(order_id: int) -> str:
+    return f"order:{order_id}:late-charge"
+
+
+def stars_reference(charge_id: str) -> str:
+    return f"stars:{charge_id}"
+
+
+def stars_refund_reference(charge_id: str) -> str:
+    return f"stars:{charge_id}:refund"
+
+
+def admin_reference(chat_id: int, message_id: int) -> str:
+    """An admin's /credit or /debit: a redelivered command books nothing."""
+    return f"admin:{chat_id}:{message_id}"
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+def check_amount(amount: Decimal) -> Decimal:
+    """A wallet amount as typed or configured: above zero, whole cents, a sane size."""
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise InvalidAmount(f"{amount} is not an amount above zero")
+    if amount >= ledger.MAX_AMOUNT:
+        raise InvalidAmount(f"{amount} is beyond any payment")
+    if amount != amount.quantize(CENT, rounding=ROUND_DOWN):
+        raise InvalidAmount(f"{amount} is finer than a cent")
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """What a wallet unit of work did: booked now (False: the event was booked before), and
+    the balance after it."""
+
+    booked: bool
+    balance: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletView:
+    balance: Decimal
+    currency: str
+    entries: list[LedgerEntry]
+
+
+class ShopCurrencyMismatch(Exception):
+    """The wallets hold another currency than SHOP_CURRENCY; the message is one line."""
+
+
+async def check_shop_currency(
+    sessions: async_sessionmaker[AsyncSession], shop_currency: str
+) -> None:
+    """Refuse a SHOP_CURRENCY other than the one the wallets already hold: prices in one
+    currency debited from balances in another would be wrong by the exchange rate."""
+    async with sessions() as session:
+        held = await ledger.wallet_currencies(session)
+    others = [currency for currency in held if currency != shop_currency]
+    if others:
+        raise ShopCurrencyMismatch(
+            f"SHOP_CURRENCY is {shop_currency} but the wallets hold {', '.join(others)}: "
+            "set SHOP_CURRENCY back (balances are never converted)"
+        )
+
+
+class Billing:
+    """Wallets in the shop currency: top-ups, admin credits and debits, balances, prices.
+
+    Each method is one unit of work of its own. Refusals come as the ledger's exceptions
+    (`InsufficientFunds`, `InvalidEntry`) or `InvalidAmount`; nothing is booked then.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self._sessions = sessions
+        self._settings = settings
+
+    @property
+    def currency(self) -> str:
+        currency = self._settings.shop_currency
+        if currency is None:
+            raise RuntimeError("Billing needs SHOP_CURRENCY (BILLING=wallet)")
+        return currency
+
+    # prices
+
+    async def markups(self) -> Markups:
+        async with self._sessions() as session:
+            return Markups.from_rows(await ledger.all_markups(session))
+
+    def price(
+        self, panel_price: Decimal, service_id: int, category: str, markups: Markups
+    ) -> Decimal:
+        """A customer's price for an order whose whole panel price is `panel_price`."""
+        percent = markups.percent_for(service_id, category, self._settings.markup_percent)
+        return customer_price(panel_price, self._settings.exchange_rate, percent)
+
+    async def set_markup(self, scope: MarkupScope, key: str, percent: Decimal) -> None:
+        if not percent.is_finite() or percent < 0:
+            raise InvalidAmount(f"a markup of {percent}% is refused: it must be at least zero")
+        key = "" if scope == MarkupScope.GLOBAL else key
+        async with self._sessions() as session, session.begin():
+            await ledger.set_markup(session, scope, key, percent)
+
+    async def clear_markup(self, scope: MarkupScope, key: str) -> bool:
+        key = "" if scope == MarkupScope.GLOBAL else key
+        async with self._sessions() as session, session.begin():
+            return await ledger.clear_markup(session, scope, key)
+
+    # wallets
+
+    async def topup(
+        self, user_id: int, amount: Decimal, reference: str, note: str | None = None
+    ) -> Booking:
+        """Credit a paid top-up (reference `stars:<charge id>`): once, whatever repeats."""
+        return await self._book(
+            ledger.Entry(
+                user_id,
+                LedgerKind.TOPUP,
+                check_amount(amount),
+                self.currency,
+                reference,
+                note=note,
+            )
+        )
+
+    async def credit(
+        self,
+        user_id: int,
+        amount: Decimal,
+        *,
+        admin_id: int,
+        reference: str,
+        note: str | None = None,
+    ) -> Booking:
+        """An admin credits a payment taken elsewhere (reference `admin:<chat>:<message>`)."""
+        entry = ledger.Entry(
+            user_id,
+            LedgerKind.CREDIT,
+            check_amount(amount),
+            self.currency,
+            reference,
+            admin_id=admin_id,
+            note=note,
+        )
+        return await self._book(entry)
+
+    async def debit(
+        self,
+        user_id: int,
+        amount: Decimal,
+        *,
+        admin_id: int,
+        reference: str,
+        note: str | None = None,
+    ) -> Booking:
+        """An admin takes money out; never below zero (raises InsufficientFunds)."""
+        entry = ledger.Entry(
+            user_id,
+            LedgerKind.DEBIT,
+            check_amount(amount),
+            self.currency,
+            reference,
+            admin_id=admin_id,
+            note=note,
+        )
+        return await self._book(entry)
+
+    async def wallet(self, user_id: int, last: int = LAST_ENTRIES) -> WalletView:
+        """The balance and the newest entries of one customer."""
+        async with self._sessions() as session:
+            wallet = await ledger.get_wallet(session, user_id)
+            entries = await ledger.last_entries(session, user_id, last)
+        if wallet is None:
+            return WalletView(Decimal(0), self.currency, entries)
+        return WalletView(wallet.balance, wallet.currency, entries)
+
+    async def _book(self, entry: ledger.Entry) -> Booking:
+        async with self._sessions() as session, session.begin():
+            booked = await ledger.book(session, entry)
+            wallet = await ledger.get_wallet(session, entry.user_id)
+        assert wallet is not None  # book() creates it
+        return Booking(booked, wallet.balance, wallet.currency)
