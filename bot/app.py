@@ -30,7 +30,7 @@ from aiohttp import ClientError, ClientTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
-from bot.billing import ShopCurrencyMismatch, check_shop_currency
+from bot.billing import Billing, ShopCurrencyMismatch, check_shop_currency
 from bot.catalog import Catalog
 from bot.config import ConfigError, Settings
 from bot.i18n import create_i18n
@@ -75,6 +75,7 @@ class Services:
     people: People
     stats: Stats
     reconciliation: Reconciliation
+    billing: Billing  # wallets and customer prices; used only with BILLING=wallet
     sandbox: SandboxPanel | None = None
     # What several instances share beside the database (None: one instance, no Redis).
     redis: Redis | None = None
@@ -92,6 +93,7 @@ class Services:
             "people": self.people,
             "stats": self.stats,
             "reconciliation": self.reconciliation,
+            "billing": self.billing,
             "services": self,
         }
 
@@ -177,6 +179,7 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         people=People(sessions, settings, i18n, NoticeKeyboards(), bus=invalidation),
         stats=Stats(sessions, panel, settings),
         reconciliation=Reconciliation(sessions, settings, i18n),
+        billing=Billing(sessions, settings),
         panel=panel,
         catalog=catalog,
         i18n=i18n,
