@@ -155,6 +155,14 @@ class AccessRequest(CallbackData, prefix="ar"):
     by: Member
 
 
+class WalletOpen(CallbackData, prefix="wo"):
+    """Reseller mode: show the member's wallet and its top-up buttons. `order` is the summary
+    (a draft) to come back to after paying, 0 for none."""
+
+    order: Id = 0
+    by: Member
+
+
 FLOW_BUTTONS: dict[str, type[CallbackData]] = {
     kind.__prefix__: kind
     for kind in (
