@@ -812,7 +812,11 @@ class TelegramEmulator:
         if retry_after is not None:
             self.stats.too_many_requests += 1
             raise too_many_requests(retry_after)
-        self.sent_at.append(time.monotonic())
+
+    def set_limits(self, limits: RateLimits | None) -> None:
+        """Enforce these limits from now on (None: none), with empty windows."""
+        self.limits = limits
+        self._limiter = RateLimiter(limits) if limits else None
 
     @property
     def rate_refusals(self) -> dict[str, int]:
@@ -834,6 +838,7 @@ class TelegramEmulator:
             reply_to_message_id=reply_to.message_id if reply_to else None,
         )
         self.stats.sent += 1
+        self.sent_at.append(time.monotonic())
         return message.to_telegram(reply_to)
 
     async def _edit_message_text(self, bot: BotState, params: JsonDict) -> JsonDict:
