@@ -49,6 +49,7 @@ SANDBOX_STEP_SECONDS = 1.5  # an order is In progress after one step and done af
 # conversation come faster than one a second per chat on Telegram too.
 TELEGRAM_LIMITS = RateLimits(global_per_second=30, per_chat_per_second=5, per_group_per_minute=20)
 USER_ACTIONS_PER_SECOND = 12  # what the simulated people do, all together
+PERSON_GAP = 0.35  # seconds between two actions of one person: nobody types faster
 WEBHOOK_TIMEOUT = 20.0
 REPLY_TIMEOUT = 30.0
 
@@ -544,23 +545,29 @@ class Customer:
 
     cluster: Cluster
     chat: ChatUser
+    _last_action: float = 0.0
 
     @property
     def id(self) -> int:
         return self.chat.id
+
+    async def _take_turn(self) -> None:
+        """Wait for this person's typing speed, then for everyone's pace."""
+        await asyncio.sleep(max(0.0, self._last_action + PERSON_GAP - time.monotonic()))
+        async with self.cluster.pace:
+            pass
+        self._last_action = time.monotonic()
 
     def chat_instances(self) -> list[int]:
         """Which instance got each of this person's updates, in order."""
         return self.cluster.proxy.instances_of(self.id)
 
     async def send(self, text_: str) -> Message:
-        async with self.cluster.pace:
-            pass
+        await self._take_turn()
         return await self.chat.send(text_, timeout=REPLY_TIMEOUT)
 
     async def press(self, label: str, message: Message | None = None) -> Any:
-        async with self.cluster.pace:
-            pass
+        await self._take_turn()
         return await self.chat.press(label, message=message, timeout=REPLY_TIMEOUT)
 
     async def reach_summary(self, link: str, quantity: str = "100") -> Message:
@@ -576,8 +583,7 @@ class Customer:
     async def confirm(self, summary: Message, *, paced: bool = True) -> Message:
         """Press Confirm on the summary; the screen that says how the order went."""
         if paced:
-            async with self.cluster.pace:
-                pass
+            await self._take_turn()
         self.chat.press_nowait("Confirm", message=summary)
         return await self.chat.wait_for(
             lambda m: m.message_id == summary.message_id and "Confirm" not in str(m.buttons),
