@@ -147,8 +147,10 @@ AfterAnswer = Callable[[int, dict[str, Any], int], None]
 
 @dataclass
 class RoundRobinProxy:
-    """Telegram → here → the next instance in turn (as a load balancer does). An instance that
-    refuses the connection is skipped for the next one, as nginx's `proxy_next_upstream`."""
+    """Telegram → here → an instance, in turn *per chat*: a chat's consecutive updates always
+    land on different instances (the worst a load balancer can do to a conversation). An
+    instance that refuses the connection is skipped for the next one, as nginx's
+    `proxy_next_upstream` does."""
 
     ports: Sequence[int]
     routed: list[Routed] = field(default_factory=list)
@@ -156,7 +158,7 @@ class RoundRobinProxy:
     pins: dict[int, tuple[int, ...]] = field(default_factory=dict)
     # Called once an instance answered, before Telegram sees the answer (to kill it right then).
     after_answer: AfterAnswer | None = None
-    _turn: itertools.count[int] = field(default_factory=itertools.count)
+    _turns: dict[int | None, itertools.count[int]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _session: ClientSession | None = None
     url: str = ""
@@ -188,7 +190,8 @@ class RoundRobinProxy:
         chat = chat_of(update)
         allowed = self.pins.get(chat, tuple(range(len(self.ports)))) if chat else None
         candidates = allowed or tuple(range(len(self.ports)))
-        first = next(self._turn)
+        turns = self._turns.setdefault(chat, itertools.count(abs(chat or 0) % len(candidates)))
+        first = next(turns)
         headers = {
             "Content-Type": request.headers.get("Content-Type", "application/json"),
             SECRET_HEADER: request.headers.get(SECRET_HEADER, ""),
