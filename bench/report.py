@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from bench.burst import burst_section, burst_summary
 from bench.catalog import CatalogResult
 from bench.delivery import DeliveryResult
 from bench.memory import MemoryResult
@@ -84,6 +85,8 @@ def render(results: Results) -> str:
         lines += catalog_section(results.catalog)
     if results.memory is not None:
         lines += memory_section(results.memory)
+    if results.burst is not None:
+        lines += burst_section(results.burst)
     lines += [
         "## Run times",
         "",
@@ -180,6 +183,8 @@ def summary_section(results: Results) -> list[str]:
                 "–",
             )
         )
+    if (burst := results.burst) is not None:
+        rows.append(burst_summary(burst))
     return ["## Summary", "", *table(("Benchmark", "Figures", "Target", "Verdict"), rows)]
 
 

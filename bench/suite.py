@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from bench.burst import BurstResult, bench_burst
 from bench.catalog import CatalogResult, bench_catalog
 from bench.delivery import DeliveryResult, bench_delivery
 from bench.machine import Machine, describe_machine
@@ -17,7 +18,7 @@ from bench.updates import UpdatesResult, bench_updates
 from playground.telegram import RateLimits
 
 T = TypeVar("T")
-BENCHMARKS = ("updates", "polling", "delivery", "catalog", "memory")
+BENCHMARKS = ("updates", "polling", "delivery", "catalog", "memory", "burst")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class Sizes:
     catalog_parse_iterations: int = 15
     memory_services: int = 5000
     memory_orders: int = 100_000
+    burst_customers: int = 300
+    burst_in_flight: int = 80
+    burst_notices: int = 240
 
 
 FULL = Sizes()
@@ -75,6 +79,9 @@ QUICK = Sizes(
     catalog_parse_iterations=3,
     memory_services=200,
     memory_orders=1000,
+    burst_customers=20,
+    burst_in_flight=10,
+    burst_notices=30,
 )
 
 
@@ -88,6 +95,7 @@ class Results:
     delivery: DeliveryResult | None = None
     catalog: CatalogResult | None = None
     memory: MemoryResult | None = None
+    burst: BurstResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each benchmark
     failures: dict[str, str] = field(default_factory=dict)  # benchmark → what went wrong
 
@@ -182,6 +190,13 @@ async def run_suite(
             results,
             "memory",
             lambda: bench_memory(sizes.memory_services, sizes.memory_orders),
+            say,
+        )
+    if "burst" in only:
+        results.burst = await _timed(
+            results,
+            "several instances",
+            lambda: bench_burst(sizes.burst_customers, sizes.burst_in_flight, sizes.burst_notices),
             say,
         )
     return results

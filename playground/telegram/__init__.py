@@ -13,8 +13,10 @@ from playground.telegram.users import (
     Message,
     UserApi,
 )
+from playground.telegram.webhook import SECRET_HEADER, Webhook, WebhookDelivery
 
 __all__ = [
+    "SECRET_HEADER",
     "ApiError",
     "BotError",
     "BotRequest",
@@ -27,6 +29,8 @@ __all__ = [
     "RateLimits",
     "TelegramEmulator",
     "UserApi",
+    "Webhook",
+    "WebhookDelivery",
     "parse_html",
     "utf16_length",
 ]

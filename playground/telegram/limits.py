@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from playground.telegram.errors import DEFAULT_DESCRIPTIONS, ApiError, JsonDict
@@ -33,25 +33,33 @@ class RateLimiter:
 
     def __init__(self, limits: RateLimits) -> None:
         self.limits = limits
+        # One window for every sender of the token: all instances of a bot share it.
         self._global: deque[float] = deque()
         self._chats: dict[int, deque[float]] = {}
         self._groups: dict[int, deque[float]] = {}
+        self.refusals: Counter[str] = Counter()  # 429s by the window that was full
 
     def admit(self, chat_id: int, is_group: bool) -> int | None:
         """Record a send and return None, or return the retry_after it must wait."""
         now = time.monotonic()
         windows = [
-            (self._global, 1.0, self.limits.global_per_second),
-            (self._chats.setdefault(chat_id, deque()), 1.0, self.limits.per_chat_per_second),
+            ("overall", self._global, 1.0, self.limits.global_per_second),
+            (
+                "chat",
+                self._chats.setdefault(chat_id, deque()),
+                1.0,
+                self.limits.per_chat_per_second,
+            ),
         ]
         if is_group:
-            windows.append(
-                (self._groups.setdefault(chat_id, deque()), 60.0, self.limits.per_group_per_minute)
-            )
-        wait = max(_window_wait(sent, span, limit, now) for sent, span, limit in windows)
+            group = self._groups.setdefault(chat_id, deque())
+            windows.append(("group", group, 60.0, self.limits.per_group_per_minute))
+        waits = {name: _window_wait(sent, span, limit, now) for name, sent, span, limit in windows}
+        wait = max(waits.values())
         if wait > 0:
+            self.refusals.update(name for name, seconds in waits.items() if seconds > 0)
             return max(1, math.ceil(wait))
-        for sent, _, _ in windows:
+        for _, sent, _, _ in windows:
             sent.append(now)
         return None
 

@@ -71,6 +71,11 @@ async def read_params(request: web.Request) -> JsonDict:
     elif request.can_read_body:
         form = await request.post()
         params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return decode_params(params)
+
+
+def decode_params(params: JsonDict) -> JsonDict:
+    """Form values (all text) as the methods read them: JSON fields, numbers, booleans."""
     return {name: _decode_param(name, value) for name, value in params.items()}
 
 

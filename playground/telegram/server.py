@@ -6,7 +6,8 @@ An unmodified `aiogram.Bot` talks to it through
 and the rules that bite real bots are enforced (HTML parsing, "message is not modified",
 callback_data ≤ 64 bytes, callback queries answered once, rate limits when asked).
 
-Supported methods: getMe, getUpdates (real long polling), sendMessage, editMessageText,
+Supported methods: getMe, getUpdates (real long polling), setWebhook (updates POSTed to the bot,
+see `webhook.py`), sendMessage, editMessageText,
 editMessageReplyMarkup, deleteMessage, answerCallbackQuery, sendChatAction, setMyCommands,
 getMyCommands, deleteMyCommands, deleteWebhook, getWebhookInfo, set/getMyDescription,
 set/getMyShortDescription, set/getMyName. Anything else answers 404 "Not Found: method not found".
@@ -18,13 +19,15 @@ even when it happens not to contain `<`.
 
 This module is the server and its methods; beside it: `html.py` (parse mode HTML),
 `markup.py` (reply markup), `params.py` (request parameters), `limits.py` (rate limits,
-injected faults), `state.py` (per-bot state, the request log), `errors.py` (error answers).
+injected faults), `state.py` (per-bot state, the request log), `errors.py` (error answers),
+`webhook.py` (delivering updates to a webhook).
 The user side (typing, pressing buttons, the `/user-api/` HTTP endpoints) is in `users.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -63,11 +66,16 @@ from playground.telegram.state import (
     commands_key,
 )
 from playground.telegram.users import ChatLog, ChatUser, Message, UserApi
+from playground.telegram.webhook import DEFAULT_TIMEOUT, Deliverer, Webhook, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
 MAX_TEXT_LENGTH = 4096
 MAX_POLL_TIMEOUT = 50.0
+WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
 _CHAT_ACTIONS = frozenset(
     {
         "typing",
@@ -100,6 +108,7 @@ class TelegramEmulator:
         limits: RateLimits | None = None,
         strict_html: bool = True,
         privacy_mode: bool = False,
+        webhook_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.strict_html = strict_html
         self.privacy_mode = privacy_mode
@@ -107,6 +116,11 @@ class TelegramEmulator:
         self.stats = EmulatorStats()
         self.requests: list[BotRequest] = []
         self.errors: list[BotError] = []
+        # Webhook mode: every POST of an update, and when each accepted sendMessage went out.
+        self.deliveries: list[WebhookDelivery] = []
+        self.sent_at: list[float] = []
+        self.webhook_timeout = webhook_timeout
+        self._deliverers: dict[int, Deliverer] = {}
         self.closing = False
         self._limiter = RateLimiter(limits) if limits else None
         self._bots: dict[int, BotState] = {}
@@ -151,6 +165,9 @@ class TelegramEmulator:
         """Release every long poll at once, then close the server."""
         self.closing = True
         self._changed()
+        for deliverer in list(self._deliverers.values()):
+            await deliverer.stop()
+        self._deliverers.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -476,6 +493,8 @@ class TelegramEmulator:
             b.has_polled and b.has_undelivered() for b in self._bots.values()
         ):
             return 0.0
+        if any(deliverer.busy for deliverer in self._deliverers.values()):
+            return 0.0
         if self.bot_is_busy is not None and self.bot_is_busy():
             self._last_activity = time.monotonic()
             return 0.0
@@ -520,7 +539,12 @@ class TelegramEmulator:
         log = bot.chats.get(chat_id)
         if bot.privacy_mode and log is not None and log.is_group:
             lines.append("privacy mode: in groups the bot only gets commands and replies to it")
-        if not bot.has_polled:
+        deliverer = self._deliverers.get(bot.id)
+        if deliverer is not None:
+            lines.append(f"webhook {deliverer.webhook.url}: {len(bot.updates)} update(s) pending")
+            if deliverer.last_error is not None:
+                lines.append(f"  last delivery error: {deliverer.last_error[1]}")
+        elif not bot.has_polled:
             lines.append("the bot has not called getUpdates yet")
         elif bot.has_undelivered():
             lines.append(f"{len(bot.updates)} update(s) not yet fetched by getUpdates")
@@ -547,13 +571,7 @@ class TelegramEmulator:
         params: JsonDict = {}
         try:
             params = await read_params(request)
-            self.requests.append(BotRequest(name, params))
-            self.stats.requests += 1
-            self._changed()
-            if known is None:
-                raise ApiError(404, "Not Found: method not found")
-            self._take_fault(name, params)
-            result = await known[1](bot, params)
+            result = await self._execute(bot, name, params)
         except ApiError as error:
             self._record_error(name, params, error)
             return error.response()
@@ -569,6 +587,28 @@ class TelegramEmulator:
             self._changed()
         return web.json_response({"ok": True, "result": result})
 
+    async def _execute(self, bot: BotState, name: str, params: JsonDict) -> Any:
+        """Record one call of the bot and run it; raises ApiError as the answer."""
+        self.requests.append(BotRequest(name, params))
+        self.stats.requests += 1
+        self._changed()
+        known = self._methods.get(name.lower())
+        if known is None:
+            raise ApiError(404, "Not Found: method not found")
+        self._take_fault(known[0], params)
+        return await known[1](bot, params)
+
+    async def _execute_webhook_reply(self, bot: BotState, name: str, params: JsonDict) -> None:
+        """A method the bot put in its answer to a webhook POST."""
+        known = self._methods.get(name.lower())
+        name = known[0] if known else name
+        try:
+            await self._execute(bot, name, params)
+        except ApiError as error:
+            self._record_error(name, params, error)
+        finally:
+            self._changed()
+
     def _take_fault(self, method: str, params: JsonDict) -> None:
         error = self._faults.take(method, params)
         if error is not None:
@@ -583,6 +623,7 @@ class TelegramEmulator:
         return {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
+            "setWebhook": self._set_webhook,
             "deleteWebhook": self._delete_webhook,
             "getWebhookInfo": self._get_webhook_info,
             "sendMessage": self._send_message,
@@ -611,6 +652,8 @@ class TelegramEmulator:
         offset = optional_int(params, "offset")
         limit = min(max(optional_int(params, "limit") or 100, 1), 100)
         timeout = min(max(optional_int(params, "timeout") or 0, 0), MAX_POLL_TIMEOUT)
+        if bot.id in self._deliverers:
+            raise ApiError(409, WEBHOOK_CONFLICT)
         allowed = params.get("allowed_updates")
         if isinstance(allowed, list):
             bot.allowed_updates = frozenset(map(str, allowed)) or None
@@ -633,17 +676,69 @@ class TelegramEmulator:
             self._last_activity = time.monotonic()
         return batch
 
+    async def _set_webhook(self, bot: BotState, params: JsonDict) -> bool:
+        """Deliver updates by POSTing them to `url` from now on (replacing an earlier hook)."""
+        webhook = Webhook.from_params(params)
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):
+            bot.allowed_updates = frozenset(map(str, allowed)) or None
+        if params.get("drop_pending_updates") is True:
+            bot.updates.clear()
+        await self._stop_deliverer(bot)
+        # A waiting getUpdates ends, as on Telegram when a webhook is set.
+        bot.poll_generation += 1
+        deliverer = Deliverer(
+            bot=bot,
+            webhook=webhook,
+            call_method=self._execute_webhook_reply,
+            wait_for_change=self._wait_for_change,
+            log=self.deliveries,
+            timeout=self.webhook_timeout,
+        )
+        self._deliverers[bot.id] = deliverer
+        deliverer.start()
+        return True
+
+    async def _stop_deliverer(self, bot: BotState) -> None:
+        deliverer = self._deliverers.pop(bot.id, None)
+        if deliverer is not None:
+            await deliverer.stop()
+
+    async def _wait_for_change(self, seconds: float) -> None:
+        change = self._change
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await change.wait()
+
     async def _delete_webhook(self, bot: BotState, params: JsonDict) -> bool:
+        await self._stop_deliverer(bot)
         if params.get("drop_pending_updates") is True:
             bot.updates.clear()
         return True
 
     async def _get_webhook_info(self, bot: BotState, params: JsonDict) -> JsonDict:
-        return {
-            "url": "",
+        deliverer = self._deliverers.get(bot.id)
+        info: JsonDict = {
+            "url": deliverer.webhook.url if deliverer else "",
             "has_custom_certificate": False,
             "pending_update_count": len(bot.updates),
         }
+        if deliverer is not None:
+            info["max_connections"] = deliverer.webhook.max_connections
+            if deliverer.last_error is not None:
+                info["last_error_date"], info["last_error_message"] = deliverer.last_error
+        if bot.allowed_updates is not None:
+            info["allowed_updates"] = sorted(bot.allowed_updates)
+        return info
+
+    def webhook_pending(self, bot_id: int | None = None) -> int:
+        """Updates not yet answered 200 by the webhook (queued, in flight or to be retried)."""
+        return len(self._bot(bot_id).updates)
+
+    def webhook_url(self, bot_id: int | None = None) -> str | None:
+        """Where the bot's updates are POSTed (setWebhook), or None in getUpdates mode."""
+        deliverer = self._deliverers.get(self._bot(bot_id).id)
+        return deliverer.webhook.url if deliverer else None
 
     # --- methods: messages --------------------------------------------------------------
 
@@ -718,6 +813,16 @@ class TelegramEmulator:
             self.stats.too_many_requests += 1
             raise too_many_requests(retry_after)
 
+    def set_limits(self, limits: RateLimits | None) -> None:
+        """Enforce these limits from now on (None: none), with empty windows."""
+        self.limits = limits
+        self._limiter = RateLimiter(limits) if limits else None
+
+    @property
+    def rate_refusals(self) -> dict[str, int]:
+        """429s by the window that refused: "overall", "chat" or "group"."""
+        return dict(self._limiter.refusals) if self._limiter else {}
+
     async def _send_message(self, bot: BotState, params: JsonDict) -> JsonDict:
         log = self._target_chat(bot, params)
         text, entities, markup_html = self._formatted_text(params)
@@ -733,6 +838,7 @@ class TelegramEmulator:
             reply_to_message_id=reply_to.message_id if reply_to else None,
         )
         self.stats.sent += 1
+        self.sent_at.append(time.monotonic())
         return message.to_telegram(reply_to)
 
     async def _edit_message_text(self, bot: BotState, params: JsonDict) -> JsonDict:
