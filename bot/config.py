@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     outbox_global_per_second: float = Field(30.0, gt=0)
     outbox_chat_interval: float = Field(1.0, ge=0)
     outbox_group_per_minute: float = Field(20.0, gt=0)
+    # Leases on claimed work (seconds), renewed while it is worked on and released when done:
+    # how long the messages and orders of an instance that died wait for another one.
+    outbox_lease_seconds: float = Field(10.0, ge=2, le=600)
+    poll_lease_seconds: float = Field(20.0, ge=2, le=3600)
     # Webhook mode (polling when WEBHOOK_URL is unset)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
