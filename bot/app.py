@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
+ISOLATION_LOCK_SECONDS = 120  # see create_event_isolation
 REDIS_WAIT_SECONDS = 20  # a caller waits this long for a free Redis connection
 INVALIDATION_WAIT_SECONDS = 5  # start-up waits this long for the cache events' subscription
 
@@ -270,7 +271,11 @@ def create_event_isolation(storage: BaseStorage) -> BaseEventIsolation:
     """A lock per FSM key: in Redis when the state lives there (several instances), else in
     this process."""
     if type(storage).__name__ == "RedisStorage":  # imported only when configured
-        isolation: BaseEventIsolation = storage.create_isolation()  # type: ignore[attr-defined]
+        # The lock must outlive the slowest bounded handler (an add: 2 × PANEL_TIMEOUT), or its
+        # release fails and a second update of the member could start beside it.
+        isolation: BaseEventIsolation = storage.create_isolation(  # type: ignore[attr-defined]
+            lock_kwargs={"timeout": ISOLATION_LOCK_SECONDS}
+        )
         return isolation
     return SimpleEventIsolation()
 

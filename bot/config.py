@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     # Panel (API v2). "sandbox" starts the built-in simulated panel.
     panel_api_url: str = "https://pica-smm.com/api2/v2"
     panel_api_key: SecretStr | None = None
-    panel_timeout: float = Field(30.0, gt=0)
+    # An add may take twice this (bot.panel.client.add_deadline): 20 keeps a webhook answer
+    # (which waits for the handler) well under Telegram's timeout.
+    panel_timeout: float = Field(20.0, gt=0)
     panel_max_rps: float = Field(5.0, gt=0)
     # Storage
     database_url: str = DEFAULT_DATABASE_URL

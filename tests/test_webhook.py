@@ -326,11 +326,6 @@ async def test_allow_delivered_twice_allows_once(webhook_rig: StartRig) -> None:
     assert user is not None and user.access is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="People.set_access tells the user on every /allow, even when nothing changed "
-    "(bot/people.py, outside this branch): a redelivered /allow sends the notice twice",
-)
 async def test_allow_delivered_twice_tells_the_user_once(webhook_rig: StartRig) -> None:
     rig = await webhook_rig()
     rig.deliveries = 2
