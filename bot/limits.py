@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Telegram counts its overall limit over short windows: stay a little under it.
 TELEGRAM_RATE_MARGIN = 0.95
+# At 95% of 30/s, a catch-up of a quarter interval still admits at most 29 in any second.
+TELEGRAM_CATCH_UP = 0.25
 OVERALL = "all"  # the key of a limit that has one subject
 # The longest one Redis call of the limiter may take (a free pool connection included) before
 # this instance stops waiting for Redis and limits itself alone.
@@ -37,14 +40,22 @@ REDIS_CALL_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Rate:
-    """`per_second` on average; `burst` calls may go at once after a quiet spell."""
+    """`per_second` on average; `burst` calls may go at once after a quiet spell.
+
+    `catch_up` (a share of one interval, below 1) is how late a call may be without moving
+    the schedule, so that a busy process waking a little late does not lose rate. It lets
+    two calls come that much closer than one interval: with N calls admitted at most in any
+    second at the exact rate, a catch-up c admits fewer than rate + 1 + c, so it is for a rate
+    kept under its limit by a margin (Telegram's), and 0 for one that must hold exactly.
+    """
 
     per_second: float
     burst: int = 1
+    catch_up: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.per_second <= 0 or self.burst < 1:
-            raise ValueError("a rate needs per_second > 0 and burst >= 1")
+        if self.per_second <= 0 or self.burst < 1 or not 0 <= self.catch_up < 1:
+            raise ValueError("a rate needs per_second > 0, burst >= 1, 0 <= catch_up < 1")
 
 
 class Limiter(Protocol):
@@ -90,24 +101,32 @@ class LocalLimiter:
             await asyncio.sleep(delay)
 
 
-# Reserve the next slot of a key, by generic cell rate (GCRA): the key holds the theoretical
-# arrival time (TAT) of the next call; a call may go `tolerance` before it, and moves it on by
-# one interval. A pause (a key that expires) moves the slot past its end. Times in µs, from
-# Redis' TIME. Returns {µs to wait for the slot, the slot}.
-_RESERVE = """
+# Admit one call of a key now or say how long to wait, by generic cell rate (GCRA): the key
+# holds the theoretical arrival time (TAT) of the next call. A call may go `tolerance` before
+# the TAT and moves it on by one interval from the TAT, or from its own arrival when that is
+# later, by more than `catch_up` (a call a little late does not cost the rate). Admission is
+# at the moment Redis runs this, so a caller that wakes late never sends two at once. A pause
+# (a key that expires) admits nothing. Times in µs, from Redis' TIME.
+# Returns {µs to wait (0: admitted), Redis' now}.
+_ADMIT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
-local start = now
+local catch_up = tonumber(ARGV[3])
 local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then start = now + paused * 1000 end
+if paused > 0 then
+  return {string.format('%d', paused * 1000), string.format('%d', now)}
+end
 local tat = tonumber(redis.call('GET', KEYS[1])) or 0
-local slot = math.max(start, tat - tolerance)
-local next_tat = math.max(start, tat) + interval
+local allowed_at = tat - tolerance
+if now < allowed_at then
+  return {string.format('%d', allowed_at - now), string.format('%d', now)}
+end
+local next_tat = math.max(tat, now - catch_up) + interval
 local keep_ms = math.ceil((next_tat - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', string.format('%d', keep_ms))
-return {string.format('%d', slot - now), string.format('%d', slot)}
+return {'0', string.format('%d', now)}
 """
 
 # Pause a key for ARGV[1] ms unless it is paused for longer already.
@@ -120,15 +139,42 @@ return 0
 """
 
 
+class RedisClock:
+    """Redis' clock in this event loop's time.
+
+    The offset is the smallest seen lately between an answer's arrival and the Redis time it
+    carries: the least delayed answer. So a caller told to wait wakes when Redis meant, not
+    that long after however late the answer came. The minimum is taken over the last one or
+    two windows, so drift between the clocks and a step of Redis' clock are followed.
+    """
+
+    WINDOW = 10.0  # seconds
+
+    def __init__(self) -> None:
+        self._current = math.inf
+        self._previous = math.inf
+        self._since: float | None = None
+
+    def observe(self, *, redis_now: float, local_now: float) -> None:
+        if self._since is None or local_now - self._since > self.WINDOW:
+            self._previous, self._current, self._since = self._current, math.inf, local_now
+        self._current = min(self._current, local_now - redis_now)
+
+    def local(self, redis_time: float) -> float:
+        return redis_time + min(self._current, self._previous)
+
+
 class RedisLimiter:
     """A limiter every instance shares through Redis.
 
-    A call reserves its slot in one atomic script and sleeps until it; slots are `1 / rate`
-    apart by Redis' clock, so no instance has a share: whoever asks gets the next free slot.
-    A pause set after a call reserved its slot voids the slot: the call waits out the pause
-    and reserves again. When Redis cannot be reached in time, calls fall back to a
-    `LocalLimiter` of the same rate (this instance alone keeps the rate; a 429 is still
-    honoured) rather than fail: delivery goes on, nothing is lost.
+    Redis admits each call at the moment it asks, by its own clock, at most one per
+    `1 / rate` (see `_ADMIT`): no instance has a share, whoever asks when the rate allows goes.
+    Callers of one instance ask one at a time (in order); a caller told to wait sleeps until
+    then and asks again, and when another instance took that turn it adds a little random
+    delay, so that the closest instance to Redis does not win every turn. A 429 pause set by
+    any instance holds for every caller of every instance. When Redis cannot be reached in
+    time, calls fall back to a `LocalLimiter` of the same rate (this instance alone keeps the
+    rate; a 429 is still honoured) rather than fail: delivery goes on, nothing is lost.
     """
 
     def __init__(self, redis: Redis, name: str, rate: Rate) -> None:
@@ -136,14 +182,19 @@ class RedisLimiter:
 
         self.rate = rate
         self._name = name
-        self._interval_us = math.ceil(1_000_000 / rate.per_second)
-        self._tolerance_us = (rate.burst - 1) * self._interval_us
-        self._reserve = redis.register_script(_RESERVE)
+        self._interval = 1 / rate.per_second
+        self._args = [
+            math.ceil(1_000_000 / rate.per_second),
+            (rate.burst - 1) * math.ceil(1_000_000 / rate.per_second),
+            math.floor(rate.catch_up * 1_000_000 / rate.per_second),
+        ]
+        self._admit = redis.register_script(_ADMIT)
         self._pause = redis.register_script(_PAUSE)
-        self._redis = redis
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self._fallback = LocalLimiter(rate)
         self._degraded = False
+        self._clock = RedisClock()
+        self._turns: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
         return f"RedisLimiter({self._name!r}, {self.rate})"
@@ -152,27 +203,32 @@ class RedisLimiter:
         await self.admit(key)
 
     async def admit(self, key: str) -> float | None:
-        """`acquire`, telling when the call was admitted by Redis' clock (in seconds), or None
+        """`acquire`, telling when Redis admitted the call by its clock (in seconds), or None
         when Redis could not be asked and the local fallback admitted it."""
+        async with self._turns.setdefault(key, asyncio.Lock()):
+            return await self._ask_until_admitted(key)
+
+    async def _ask_until_admitted(self, key: str) -> float | None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 async with asyncio.timeout(REDIS_CALL_SECONDS):
-                    wait_us, slot_us = await self._reserve(
-                        keys=self._keys(key), args=[self._interval_us, self._tolerance_us]
-                    )
+                    wait_us, now_us = await self._admit(keys=self._keys(key), args=self._args)
             except self._errors as error:
                 self._lost_redis(error)
                 await self._fallback.acquire(key)
                 return None
             self._found_redis()
-            if int(wait_us) <= 0:
-                return int(slot_us) / 1e6  # the pause was checked in the same script
-            await asyncio.sleep(int(wait_us) / 1e6)
-            paused = await self._pause_left(key)
-            if paused <= 0:
-                return int(slot_us) / 1e6
-            # Paused after this call took its slot: the slot is void, ask again afterwards.
-            await asyncio.sleep(paused)
+            redis_now, wait = int(now_us) / 1e6, int(wait_us) / 1e6
+            self._clock.observe(redis_now=redis_now, local_now=loop.time())
+            if wait <= 0:
+                return redis_now
+            due = self._clock.local(redis_now + wait)
+            if wait > self._interval / 2:
+                # Another instance took the turn this call woke for (or a pause began): draw
+                # lots for the next one rather than always lose it to a closer instance.
+                due += random.uniform(0, self._interval / 4)
+            await asyncio.sleep(due - loop.time())
 
     async def pause(self, key: str, seconds: float) -> None:
         await self._fallback.pause(key, seconds)  # this instance pauses even without Redis
@@ -181,15 +237,6 @@ class RedisLimiter:
                 await self._pause(keys=[self._pause_key(key)], args=[math.ceil(seconds * 1000)])
         except self._errors as error:
             self._lost_redis(error)
-
-    async def _pause_left(self, key: str) -> float:
-        try:
-            async with asyncio.timeout(REDIS_CALL_SECONDS):
-                left_ms = await self._redis.pttl(self._pause_key(key))
-        except self._errors as error:
-            self._lost_redis(error)
-            return 0.0  # the slot was reserved: it stands
-        return max(0, int(left_ms)) / 1000
 
     def _keys(self, key: str) -> list[str]:
         return [f"smm:limit:{{{self._name}:{key}}}", self._pause_key(key)]
@@ -213,6 +260,11 @@ class RedisLimiter:
             log.info("limit %s: shared through Redis again", self._name)
 
 
+def telegram_rate(per_second: float) -> Rate:
+    """The overall rate the outbox keeps for Telegram's `per_second`: a little under it."""
+    return Rate(per_second * TELEGRAM_RATE_MARGIN, catch_up=TELEGRAM_CATCH_UP)
+
+
 @dataclass(frozen=True)
 class TelegramLimits:
     """What the outbox waits for before a send: a group's own limit, then the overall one.
@@ -228,7 +280,7 @@ class TelegramLimits:
     @classmethod
     def create(cls, settings: Settings, redis: Redis | None = None, *, bot_id: int = 0) -> Self:
         """Telegram's limits are per bot: the bot's id (public, not the token) names them."""
-        overall = Rate(settings.outbox_global_per_second * TELEGRAM_RATE_MARGIN)
+        overall = telegram_rate(settings.outbox_global_per_second)
         if redis is None:
             return cls(overall=LocalLimiter(overall))
         per_group = Rate(settings.outbox_group_per_minute / 60)
