@@ -351,3 +351,21 @@ async def test_a_burst_of_updates_on_a_small_redis_pool_gets_no_apology(make_rig
     assert not [method.text for method in sent if "went wrong" in method.text]
     assert all(answers)
     assert {method.chat_id for method in sent} == set(people)  # everyone got an answer
+
+
+async def test_the_instances_benchmark_runs_and_loses_nothing() -> None:
+    """`python -m bench --only instances` at a tiny size: every run drains, none loses."""
+    from bench import report
+    from bench.instances import Workload, bench_instances
+
+    limits = RateLimits(global_per_second=500, per_chat_per_second=50, per_group_per_minute=3000)
+    result = await bench_instances(Workload(6, 2, 1, 2), limits, redis_url=REDIS_URL)
+
+    assert [(run.instances, run.shared) for run in result.runs] == [
+        (1, True),
+        (3, True),
+        (3, False),
+    ]
+    assert all(run.lost == run.duplicated == 0 and not run.timed_out for run in result.runs)
+    assert all(sum(run.sent_by) >= result.messages for run in result.runs)
+    assert "## 6. Delivery by several instances" in "\n".join(report.instances_section(result))
