@@ -27,6 +27,7 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from aiohttp import ClientError, ClientTimeout
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
@@ -35,6 +36,7 @@ from bot.catalog import Catalog
 from bot.config import ConfigError, Settings
 from bot.i18n import create_i18n
 from bot.invalidation import CHANNEL, Invalidation
+from bot.limits import TelegramLimits, panel_limiter
 from bot.ordering import Ordering
 from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
@@ -164,10 +166,17 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         log.info("Using the built-in sandbox panel at %s", panel_url)
     else:
         panel_url, panel_key = settings.panel_api_url, settings.panel_api_key
-    panel = PanelClient(
-        panel_url, panel_key, timeout=settings.panel_timeout, max_rps=settings.panel_max_rps
-    )
     redis = create_redis(settings)
+    panel = PanelClient(
+        panel_url,
+        panel_key,
+        timeout=settings.panel_timeout,
+        max_rps=settings.panel_max_rps,
+        # PANEL_MAX_RPS holds for every instance on this account together.
+        limiter=None
+        if redis is None
+        else panel_limiter(redis, panel_url, _secret(panel_key), settings.panel_max_rps),
+    )
     invalidation = Invalidation(redis, channel=invalidation_channel(settings, redis))
     catalog = Catalog(panel.services, ttl=settings.catalog_ttl, bus=invalidation)
     sessions = create_session_factory(engine)
@@ -197,6 +206,10 @@ def invalidation_channel(settings: Settings, redis: Redis | None) -> str:
     bot_id = settings.bot_token.get_secret_value().split(":", 1)[0]
     database = 0 if redis is None else redis.connection_pool.connection_kwargs.get("db", 0)
     return f"{CHANNEL}:{bot_id}:{database}"
+
+
+def _secret(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 class TelegramSession(AiohttpSession):
@@ -302,7 +315,12 @@ def create_dispatcher(services: Services) -> Dispatcher:
 def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
     """The poller and the outbox sender, wired so that new status messages wake the sender."""
     sender = OutboxSender(
-        bot, services.sessions, services.settings, on_blocked=services.people.chat_blocked
+        bot,
+        services.sessions,
+        services.settings,
+        on_blocked=services.people.chat_blocked,
+        # Telegram's overall and per-group limits hold for every instance together.
+        limits=TelegramLimits.create(services.settings, services.redis, bot_id=bot.id),
     )
     poller = Poller(
         settings=services.settings,

@@ -1,8 +1,9 @@
 """Durable, rate-limited delivery of the outbox to Telegram.
 
-The only module of `bot/` that talks to Telegram. Limits: a global token bucket in memory, and
-per-chat pacing as data (`chats.next_send_at`), so several instances share it and a slow chat
-never holds up the others. A row leaves the outbox only after Telegram accepted the message.
+The only module of `bot/` that talks to Telegram. Limits: the overall and per-group ones from
+`bot.limits` (shared through Redis by every instance when there is one), and per-chat pacing as
+data (`chats.next_send_at`), so several instances share it and a slow chat never holds up the
+others. A row leaves the outbox only after Telegram accepted the message.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import heapq
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,12 +29,12 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
-from aiolimiter import AsyncLimiter
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.leases import LeaseKeeper, process_owner_id
+from bot.limits import TelegramLimits
 from storage import outbox, people
 from storage.db import utcnow
 from storage.outbox import QueuedMessage
@@ -64,20 +65,6 @@ class DeliveryReport:
     blocked_chats: int = 0
 
 
-# Telegram counts its overall limit over short windows: stay a little under it.
-GLOBAL_RATE_MARGIN = 0.95
-
-
-def global_limiter(per_second: float) -> AsyncLimiter:
-    """Sends spaced evenly at just under `per_second`.
-
-    A bucket of `per_second` tokens would let a whole second's worth out at once after a
-    pause, and Telegram answers such bursts with 429s (the delivery benchmark saw hundreds),
-    so the bucket holds one token and refills every 1/rate seconds.
-    """
-    return AsyncLimiter(1, 1 / (per_second * GLOBAL_RATE_MARGIN))
-
-
 def reply_markup_of(payload: dict[str, Any] | None) -> Markup | None:
     """The keyboard stored as JSON with the row (raises ValidationError when malformed)."""
     if not payload:
@@ -105,6 +92,7 @@ class OutboxSender:
         max_attempts: int = MAX_ATTEMPTS,
         clock: Clock = utcnow,
         on_blocked: Callable[[int], None] | None = None,
+        limits: TelegramLimits | None = None,
     ) -> None:
         self._bot = bot
         self._on_blocked_chat = on_blocked
@@ -121,8 +109,8 @@ class OutboxSender:
         self._retry_cap = retry_cap
         self._max_attempts = max_attempts
         self._clock = clock
-        self._limiter = global_limiter(settings.outbox_global_per_second)
-        self._paused_until = 0.0  # loop time: a 429 pauses every send, not only its chat's
+        # Sends spaced evenly at just under the overall rate; this instance's own without Redis.
+        self._limits = limits or TelegramLimits.create(settings)
         self._wakeup = asyncio.Event()
         self._wake_times: list[float] = []  # loop times when a paced or postponed row is due
 
@@ -225,9 +213,7 @@ class OutboxSender:
         except ValidationError:
             await self._drop(message, report, "its stored keyboard is malformed")
             return True
-        await self._wait_out_pause()
-        async with self._limiter:
-            await self._wait_out_pause()
+        async with self._turn(message.chat_id):
             # Every send ends by `send_before`, answered or timed out, while the lease (as last
             # renewed) still holds: past it another instance may claim the row and send it too.
             # (aiogram's own timeout, 60 s, is longer than the whole lease.)
@@ -267,10 +253,11 @@ class OutboxSender:
                 await self._on_sent(message, report)
         return True
 
-    async def _wait_out_pause(self) -> None:
-        delay = self._paused_until - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    @contextlib.asynccontextmanager
+    async def _turn(self, chat_id: int) -> AsyncIterator[None]:
+        """The send inside fits Telegram's overall and per-group limits and no 429 pause."""
+        await self._limits.take_turn(chat_id)
+        yield
 
     async def _on_sent(self, message: QueuedMessage, report: DeliveryReport) -> None:
         next_send_at = self._clock() + timedelta(seconds=self._chat_interval(message.chat_id))
@@ -284,8 +271,7 @@ class OutboxSender:
         self, message: QueuedMessage, retry_after: float, report: DeliveryReport
     ) -> None:
         log.warning("Telegram asks to wait %ss (chat %d)", retry_after, message.chat_id)
-        loop_now = asyncio.get_running_loop().time()
-        self._paused_until = max(self._paused_until, loop_now + retry_after)
+        await self._limits.pause(retry_after)  # every send waits, on every instance
         due = self._clock() + timedelta(seconds=retry_after)
         async with self._sessions.begin() as session:
             # Not a failure of the message: its attempts stay as they are.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -72,6 +72,21 @@ def add_deadline(timeout: float) -> float:
     return 2 * timeout
 
 
+class RateLimit(Protocol):
+    """What paces the requests: `acquire` returns when one more may go.
+
+    aiolimiter's `AsyncLimiter` is one (this process's own, the default); several instances
+    pass one they share, so that the panel sees one rate per key however many run.
+    """
+
+    async def acquire(self) -> None: ...
+
+
+def _own_limiter(max_rps: float) -> AsyncLimiter:
+    # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
+    return AsyncLimiter(max_rps, 1.0) if max_rps >= 1 else AsyncLimiter(1, 1.0 / max_rps)
+
+
 class PanelClient:
     """One panel account: a lazily created, reused aiohttp session, rate-limited per key."""
 
@@ -85,6 +100,7 @@ class PanelClient:
         max_concurrency: int = 4,
         retries: int = 3,
         retry_backoff: float = 0.5,
+        limiter: RateLimit | None = None,
     ) -> None:
         if max_rps <= 0 or max_concurrency < 1 or retries < 0 or timeout <= 0:
             raise ValueError("timeout and max_rps must be > 0, max_concurrency >= 1, retries >= 0")
@@ -92,10 +108,8 @@ class PanelClient:
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self._timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
-        self._limiter = (
-            AsyncLimiter(max_rps, 1.0) if max_rps >= 1 else AsyncLimiter(1, 1.0 / max_rps)
-        )
+        # A limiter passed in (shared by several instances) replaces this process's own.
+        self._limiter: RateLimit = limiter if limiter is not None else _own_limiter(max_rps)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._retries = retries
         self._retry_backoff = retry_backoff
