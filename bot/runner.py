@@ -25,7 +25,7 @@ from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
-from bot.app import create_bot, create_dispatcher, create_services
+from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ async def _run(settings: Settings) -> None:
         log.info("Signed in to Telegram as @%s", me.username)
         services = await create_services(settings)
         try:
+            await start_metrics(services)
             dispatcher = create_dispatcher(services)
             if settings.webhook_url:
                 await _run_webhook(bot, dispatcher, settings)
@@ -124,6 +125,15 @@ async def _run(settings: Settings) -> None:
     finally:
         await bot.session.close()
     log.info("Stopped.")
+
+
+async def start_metrics(services: Services) -> None:
+    """The metrics and health site on METRICS_PORT, its own port in both modes (none when
+    unset); `services.close()` stops it."""
+    port = services.settings.metrics_port
+    if port is not None:
+        await services.start_metrics_site(port=port)
+        log.info("Metrics, /healthz and /readyz on port %s", port)
 
 
 def create_webhook_app(bot: Bot, dispatcher: Dispatcher, secret: str | None) -> web.Application:
