@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,12 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.config import ConfigError, load_settings
 from bot.metrics import Metrics, create_metrics_app, dependency_probes, serve_metrics
 from playground.telegram import TelegramEmulator
 from storage import metrics as queries
 from storage.db import create_engine, create_session_factory
 from storage.models import OutboxMessage, SubmissionState
-from tests.factories import add_orders, remember_customer
+from tests.factories import add_orders, make_settings, remember_customer
 from tests.harness import ALICE, BOB, GROUP, BotUnderTest, start_bot, stop_bot
 from tests.rig import ALICE as RIG_ALICE
 from tests.rig import MakeRig, Rig
@@ -285,6 +287,14 @@ async def test_gauge_queries_on_each_database(sessions: Sessions) -> None:
     assert backlog == queries.Backlog(depth=2, oldest=first)
 
 
+def test_metrics_port_is_off_by_default_and_never_the_webhook_port() -> None:
+    assert make_settings().metrics_port is None
+    assert make_settings(metrics_port="9100").metrics_port == 9100
+    hook = {"webhook_url": "https://bot.example", "webhook_secret": "s", "webhook_port": 8443}
+    with pytest.raises(ConfigError, match="METRICS_PORT must differ from WEBHOOK_PORT"):
+        load_settings(bot_token="1:x", panel_api_url="sandbox", metrics_port=8443, **hook)
+
+
 async def test_metrics_of_two_bots_in_one_process_count_apart() -> None:
     first, second = Metrics(), Metrics()
     first.telegram_refused(429)
@@ -358,42 +368,148 @@ async def test_readyz_with_redis_up(make_rig: MakeRig) -> None:
 # --- python -m bot: the site on METRICS_PORT -------------------------------------------------
 
 
-async def test_python_m_bot_serves_metrics_on_metrics_port(tmp_path: Path) -> None:
+async def start_python_m_bot(tmp_path: Path, **settings: str) -> asyncio.subprocess.Process:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "PANEL_", "DATA"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        PANEL_API_URL="sandbox",
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/b.db",
+        **settings,
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+
+
+async def scrape_until_counted(port: int) -> Scrape:
+    """A scrape once an update is counted: the count is taken as the handler returns, just
+    after its answer went out."""
+    scraped = await scrape(port)
+    for _ in range(100):
+        if scraped.total("smmbot_updates_total"):
+            break
+        await asyncio.sleep(0.1)
+        scraped = await scrape(port)
+    return scraped
+
+
+async def stop_python_m_bot(process: asyncio.subprocess.Process, metrics_port: int) -> None:
+    """SIGTERM: the bot stops cleanly, and its metrics site with it."""
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), 15)
+    assert process.returncode == 0
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await get(metrics_port, "/healthz")
+
+
+def start_update(user_id: int) -> dict[str, Any]:
+    return {
+        "update_id": 1,
+        "message": {
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": {"id": user_id, "type": "private", "first_name": "Web"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Web"},
+            "text": "/start",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+        },
+    }
+
+
+async def test_polling_mode_serves_metrics_on_metrics_port(tmp_path: Path) -> None:
     token = "777000:METRICS-test"
     emulator = TelegramEmulator(token=token)
     url = await emulator.start()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "PANEL_", "DATA"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        BOT_TOKEN=token,
-        TELEGRAM_API_URL=url,
-        PANEL_API_URL="sandbox",
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/b.db",
-        METRICS_PORT=str(port),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    process = await start_python_m_bot(
+        tmp_path, BOT_TOKEN=token, TELEGRAM_API_URL=url, METRICS_PORT=str(port)
     )
     try:
         reply = await emulator.user(4242, first_name="Alice").send("/start", timeout=30)
         assert "Hello, Alice" in reply.text
-        assert (await get(port, "/healthz"))[0] == 200
+        assert await get(port, "/healthz") == (200, "ok\n")
         assert (await get(port, "/readyz"))[0] == 200
-        scraped = await scrape(port)
-        for _ in range(50):  # the count is taken as the handler returns, just after its answer
-            if scraped.total("smmbot_updates_total"):
-                break
-            await asyncio.sleep(0.1)
-            scraped = await scrape(port)
+        scraped = await scrape_until_counted(port)
         assert scraped.value("smmbot_updates_total", handler="common.start", outcome="ok") == 1
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 15)
-        assert process.returncode == 0
-        with pytest.raises(aiohttp.ClientConnectionError):
-            await get(port, "/healthz")  # closed with the bot
+        await stop_python_m_bot(process, port)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
         await emulator.stop()
+
+
+class WebhookPeer:
+    """Just enough of the Bot API for webhook mode: getMe, setWebhook, the command menu, and
+    sendMessage answered with the message it would show (the emulator has no setWebhook)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.texts: list[str] = []
+        self.hooks: list[str] = []
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post(f"/bot{self.token}/{{method}}", self._answer)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        method, params = request.match_info["method"].lower(), dict(await request.post())
+        result: Any = True
+        if method == "getme":
+            result = {"id": 777000, "is_bot": True, "first_name": "Bot", "username": "hook_bot"}
+        elif method == "setwebhook":
+            self.hooks.append(str(params["url"]))
+        elif method == "sendmessage":
+            self.texts.append(str(params["text"]))
+            chat = {"id": int(str(params["chat_id"])), "type": "private"}
+            result = {"message_id": len(self.texts), "date": 1, "chat": chat, "text": "sent"}
+        return web.json_response({"ok": True, "result": result})
+
+
+async def test_webhook_mode_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
+    token = "777000:HOOK-test"
+    peer = WebhookPeer(token)
+    webhook_port, metrics_port = free_port(), free_port()
+    process = await start_python_m_bot(
+        tmp_path,
+        BOT_TOKEN=token,
+        TELEGRAM_API_URL=await peer.start(),
+        WEBHOOK_URL=f"http://127.0.0.1:{webhook_port}",
+        WEBHOOK_SECRET="s3cret",
+        WEBHOOK_PORT=str(webhook_port),
+        METRICS_PORT=str(metrics_port),
+    )
+    try:
+        for _ in range(300):  # start-up: migrations, then setWebhook
+            if peer.hooks or process.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert peer.hooks, "the bot never called setWebhook"
+        assert await get(metrics_port, "/healthz") == (200, "ok\n")
+        assert (await get(metrics_port, "/readyz"))[0] == 200
+        async with aiohttp.ClientSession() as client:
+            posted = await client.post(
+                f"http://127.0.0.1:{webhook_port}/webhook",
+                json=start_update(5150),
+                headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"},
+            )
+            assert posted.status == 200
+        scraped = await scrape_until_counted(metrics_port)
+        assert scraped.value("smmbot_updates_total", handler="common.start", outcome="ok") == 1
+        assert any("Hello" in text for text in peer.texts)
+        await stop_python_m_bot(process, metrics_port)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await peer.stop()
