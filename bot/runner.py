@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiogram import Bot, Dispatcher
@@ -131,9 +132,16 @@ async def start_metrics(services: Services) -> None:
     """The metrics and health site on METRICS_PORT, its own port in both modes (none when
     unset); `services.close()` stops it."""
     port = services.settings.metrics_port
-    if port is not None:
+    if port is None:
+        return
+    try:
         await services.start_metrics_site(port=port)
-        log.info("Metrics, /healthz and /readyz on port %s", port)
+    except OSError as error:  # taken by another process, or a port below 1024 without rights
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise StartupError(
+            f"Cannot listen on METRICS_PORT {port} ({reason}): choose a free port", EXIT_CONFIG
+        ) from error
+    log.info("Metrics, /healthz and /readyz on port %s", port)
 
 
 def create_webhook_app(bot: Bot, dispatcher: Dispatcher, secret: str | None) -> web.Application:

@@ -513,3 +513,29 @@ async def test_webhook_mode_serves_metrics_on_its_own_port(tmp_path: Path) -> No
             process.kill()
             await process.wait()
         await peer.stop()
+
+
+async def test_a_taken_metrics_port_is_one_clear_line(tmp_path: Path) -> None:
+    token = "777000:TAKEN-test"
+    emulator = TelegramEmulator(token=token)
+    url = await emulator.start()
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        process = await start_python_m_bot(
+            tmp_path, BOT_TOKEN=token, TELEGRAM_API_URL=url, METRICS_PORT=str(port)
+        )
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await emulator.stop()
+    assert process.returncode == 2
+    last = stderr.decode().strip().splitlines()[-1]  # after the start-up's INFO lines
+    assert last == f"Cannot listen on METRICS_PORT {port} (Address already in use): " + (
+        "choose a free port"
+    )
+    assert "Traceback" not in stderr.decode()
