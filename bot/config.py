@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8443
+    # Prometheus metrics, /healthz and /readyz on this port, every interface (off when unset).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
     # Offline playground
     playground_port: int = 8080
     log_level: str = "INFO"
@@ -152,6 +154,12 @@ class Settings(BaseSettings):
         # Without it anyone could post forged updates (an "admin" sending /allow) to the hook.
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is missing: it is required with WEBHOOK_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_free(self) -> Settings:
+        if self.webhook_url and self.metrics_port == self.webhook_port:
+            raise ValueError("METRICS_PORT must differ from WEBHOOK_PORT")
         return self
 
     @model_validator(mode="after")

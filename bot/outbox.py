@@ -93,9 +93,11 @@ class OutboxSender:
         clock: Clock = utcnow,
         on_blocked: Callable[[int], None] | None = None,
         limits: TelegramLimits | None = None,
+        on_refused: Callable[[int], None] | None = None,
     ) -> None:
         self._bot = bot
         self._on_blocked_chat = on_blocked
+        self._on_refused = on_refused  # told Telegram's error code of each 429 and 403
         self._sessions = sessions
         self._settings = settings
         self.owner = owner or process_owner_id()
@@ -270,6 +272,7 @@ class OutboxSender:
     async def _on_retry_after(
         self, message: QueuedMessage, retry_after: float, report: DeliveryReport
     ) -> None:
+        self._refused(429)
         log.warning("Telegram asks to wait %ss (chat %d)", retry_after, message.chat_id)
         await self._limits.pause(retry_after)  # every send waits, on every instance
         due = self._clock() + timedelta(seconds=retry_after)
@@ -283,6 +286,7 @@ class OutboxSender:
         report.postponed += 1
 
     async def _on_blocked(self, message: QueuedMessage, report: DeliveryReport) -> None:
+        self._refused(403)
         async with self._sessions.begin() as session:
             await outbox.ensure_chat(session, message.chat_id)
             await people.mark_chat_blocked(session, message.chat_id)
@@ -336,6 +340,10 @@ class OutboxSender:
             reason,
         )
         report.dropped += 1
+
+    def _refused(self, code: int) -> None:
+        if self._on_refused is not None:
+            self._on_refused(code)
 
     # --- pacing -------------------------------------------------------------------------------
 

@@ -102,6 +102,7 @@ class Poller:
         buttons: NoticeButtons | None = None,
         owner: str | None = None,
         on_enqueued: Callable[[], None] | None = None,
+        on_cycle: Callable[[float], None] | None = None,
         claim_size: int = CLAIM_SIZE,
         lease_seconds: float | None = None,
         balance_every: float | None = None,
@@ -114,6 +115,7 @@ class Poller:
         self._announcer = StatusAnnouncer(settings, i18n, buttons)
         self.owner = owner or process_owner_id()
         self._on_enqueued = on_enqueued
+        self._on_cycle = on_cycle  # told the seconds each completed cycle took
         self._claim_size = claim_size
         interval = settings.poll_interval
         # Short, and renewed during the status call: a killed poller's orders wait at most
@@ -151,6 +153,7 @@ class Poller:
     async def poll_once(self) -> PollReport:
         """One cycle: every due order and refill, then (now and then) the panel balance."""
         async with self._cycle:
+            started = time.perf_counter()
             report = PollReport()
             report.messages += await self._settle_interrupted_submissions()
             try:
@@ -167,6 +170,8 @@ class Poller:
                 self._on_enqueued()
             if report.orders_polled or report.refills_polled:
                 log.debug("poll cycle: %s", report)
+            if self._on_cycle is not None:
+                self._on_cycle(time.perf_counter() - started)
             return report
 
     async def _settle_interrupted_submissions(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -30,7 +31,7 @@ from aiogram.utils.token import TokenValidationError
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
-from bot.app import create_bot, create_dispatcher, create_services
+from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import ConfigError, Settings
 from bot.panel.client import add_deadline
 
@@ -124,6 +125,7 @@ async def _run(settings: Settings) -> None:
         log.info("Signed in to Telegram as @%s", me.username)
         services = await create_services(settings)
         try:
+            await start_metrics(services)
             dispatcher = create_dispatcher(services)
             if settings.webhook_url:
                 await _run_webhook(bot, dispatcher, settings)
@@ -141,6 +143,22 @@ async def _run(settings: Settings) -> None:
     finally:
         await bot.session.close()
     log.info("Stopped.")
+
+
+async def start_metrics(services: Services) -> None:
+    """The metrics and health site on METRICS_PORT, its own port in both modes (none when
+    unset); `services.close()` stops it."""
+    port = services.settings.metrics_port
+    if port is None:
+        return
+    try:
+        await services.start_metrics_site(port=port)
+    except OSError as error:  # taken by another process, or a port below 1024 without rights
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise StartupError(
+            f"Cannot listen on METRICS_PORT {port} ({reason}): choose a free port", EXIT_CONFIG
+        ) from error
+    log.info("Metrics, /healthz and /readyz on port %s", port)
 
 
 class UpdateHandler(SimpleRequestHandler):
