@@ -205,8 +205,10 @@ class Settings(BaseSettings):
     @property
     def database_pool_size(self) -> int:
         """Connections per instance: DB_POOL_SIZE, else enough for the updates in flight plus
-        the poller and the outbox (capped: PostgreSQL's default max_connections is 100)."""
-        return self.db_pool_size or min(self.update_concurrency + 4, 40)
+        the poller and the outbox, capped at 20: an update holds one only for its short
+        transactions, and instances × pool must stay under PostgreSQL's max_connections (100
+        by default, with room for migrations and psql)."""
+        return self.db_pool_size or min(self.update_concurrency + 4, 20)
 
     @property
     def shared_redis_pool_size(self) -> int:
