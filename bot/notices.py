@@ -397,19 +397,18 @@ def panel_refusal(message: str | None, _: Translate) -> str:
     )
 
 
-def rejected_text(order: Order, _: Translate, refund: Refund | None = None) -> str:
-    if refund is not None:
-        return "\n".join(
-            [
-                _("An admin did not approve your order of {service}.").format(
-                    service=html.escape(order.service_name)
-                ),
-                refund_line(refund, _),
-            ]
-        )
+def rejected_text(order: Order, _: Translate) -> str:
     return _("An admin did not approve your order of {service}. Nothing was charged.").format(
         service=html.escape(order.service_name)
     )
+
+
+def rejected_refunded_text(order: Order, refund: Refund, _: Translate) -> str:
+    """Reseller mode: the rejected order's money is back in the wallet."""
+    head = _("An admin did not approve your order of {service}.").format(
+        service=html.escape(order.service_name)
+    )
+    return head + "\n" + refund_line(refund, _)
 
 
 # --- to the admins ------------------------------------------------------------------------------

@@ -352,7 +352,11 @@ class Ordering:
                 await self._notifier.tell(
                     session,
                     [order.chat_id],
-                    lambda _: notices.rejected_text(rejected, _, refund),
+                    lambda _: (
+                        notices.rejected_text(rejected, _)
+                        if refund is None
+                        else notices.rejected_refunded_text(rejected, refund, _)
+                    ),
                     kind=DECISION,
                 )
         if order is None:
@@ -460,7 +464,7 @@ class Ordering:
             # Refused before sending: nothing was ordered, so it may be confirmed again.
             log.info("order %s: panel unreachable (%s)", order_id, error)
             placement = await self._finish(order_id, back_to, decided=decided)
-            return Placement(Outcome.UNAVAILABLE, placement.order)
+            return Placement(Outcome.UNAVAILABLE, placement.order, refund=placement.refund)
         except asyncio.CancelledError:
             # Stopped while `add` was in flight: it may have reached the panel.
             stopped = self._finish(
