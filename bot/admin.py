@@ -17,7 +17,7 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import notices
+from bot import billing, notices
 from bot.config import Settings
 from bot.money import order_cost
 from bot.notices import Translations
@@ -117,6 +117,7 @@ class Reconciliation:
     ) -> None:
         self._sessions = sessions
         self._notifier = Notifier(settings, i18n)
+        self._wallets = settings.wallet_mode
 
     async def unknown_orders(self, limit: int = 20) -> tuple[Sequence[Order], int]:
         """The oldest orders awaiting reconciliation, and how many there are in all."""
@@ -177,7 +178,9 @@ class Reconciliation:
         return Settlement.DONE
 
     async def mark_failed(self, order_id: int, *, admin_id: int) -> Settlement:
-        """The admin found no such order on the panel: it failed, and its chat is told."""
+        """The admin found no such order on the panel: it failed, and its chat is told. In
+        reseller mode the money it held goes back to the wallet in the same transaction (an
+        order found placed keeps it)."""
         async with self._sessions.begin() as session:
             order = await orders.get_order(session, order_id)
             if order is None:
@@ -192,14 +195,20 @@ class Reconciliation:
             )
             if not moved:
                 return Settlement.ALREADY_SETTLED
+            refund = await billing.refund_attempt(session, order) if self._wallets else None
             await self._notifier.tell(
                 session,
                 [order.chat_id],
-                lambda _: notices.order_not_placed_text(_, order_id=order_id),
+                lambda _: _not_placed(order_id, refund, _),
                 kind=RECONCILED,
             )
         log.info("admin %d marked order %d failed", admin_id, order_id)
         return Settlement.DONE
+
+
+def _not_placed(order_id: int, refund: billing.Refund | None, _: notices.Translate) -> str:
+    text = notices.order_not_placed_text(_, order_id=order_id)
+    return text if refund is None else text + "\n" + notices.refund_line(refund, _)
 
 
 # --- low balance --------------------------------------------------------------------------------

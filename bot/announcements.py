@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import notices
+from bot.billing import Refund
 from bot.config import Settings
 from bot.notices import Translations
 from bot.notify import NoticeButtons
@@ -31,6 +32,7 @@ class OrderChange:
     remains: int | None
     charge: Decimal | None
     currency: str
+    refund: Refund | None = None  # reseller mode: what this final status gave back
 
 
 class StatusAnnouncer:
@@ -69,14 +71,17 @@ class StatusAnnouncer:
                 targets += [(chat, GROUP_NOTICE) for chat in subscribers if chat != owner]
             for chat_id, kind in targets:
                 _ = self._translate(facts[chat_id])
+                # In reseller mode nobody reads the panel's charge; the customer reads the refund.
+                wallet = change.order.customer_currency is not None
                 text = notices.order_update_text(
                     _,
                     panel_order_id=change.order.panel_order_id,
                     service_name=change.order.service_name,
                     status=change.status,
                     remains=change.remains,
-                    charge=change.charge,
+                    charge=None if wallet or self._settings.wallet_mode else change.charge,
                     currency=change.currency,
+                    refund=change.refund if kind == ORDER_UPDATE else None,
                 )
                 markup = None
                 if kind == GROUP_NOTICE and change.order.id in about:

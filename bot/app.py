@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
 from bot.billing import Billing, ShopCurrencyMismatch, check_shop_currency
-from bot.catalog import Catalog
+from bot.catalog import Catalog, sold_from_wallets
 from bot.config import ConfigError, Settings
 from bot.i18n import create_i18n
 from bot.invalidation import CHANNEL, Invalidation
@@ -205,7 +205,8 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         on_call=metrics.panel_call,
     )
     invalidation = Invalidation(redis, channel=invalidation_channel(settings, redis))
-    catalog = Catalog(panel.services, ttl=settings.catalog_ttl, bus=invalidation)
+    offered = sold_from_wallets if settings.wallet_mode else None
+    catalog = Catalog(panel.services, ttl=settings.catalog_ttl, bus=invalidation, offered=offered)
     sessions = create_session_factory(engine)
     i18n = create_i18n(settings.default_language)
     return Services(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -350,3 +350,156 @@ class Billing:
             wallet = await ledger.get_wallet(session, entry.user_id)
         assert wallet is not None  # book() creates it
         return Booking(booked, wallet.balance, wallet.currency)
+
+
+# --- orders paid from a wallet (used by bot.ordering, bot.status, bot.admin) ---------------
+#
+# Each helper books in the caller's transaction, so the money moves together with the order's
+# state change that calls for it, and a repeat (a second instance, a redelivered event) books
+# nothing. An order is a wallet order when it has a customer currency; its price is the
+# customer price stored at the summary.
+
+
+class OrderMoney(Protocol):
+    """What the order helpers read of an order (a stored `Order` or the poller's `DueOrder`)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def customer_price(self) -> Decimal | None: ...
+    @property
+    def customer_currency(self) -> str | None: ...
+    @property
+    def quantity(self) -> int | None: ...
+    @property
+    def runs(self) -> int | None: ...
+
+
+def final_refund_reference(order_id: int) -> str:
+    """The refund of the panel's final status (Canceled or Partial): one per order."""
+    return f"order:{order_id}:refund:final"
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """Money given back to a customer for an order, and their balance after it."""
+
+    amount: Decimal
+    balance: Decimal
+    currency: str
+
+
+async def held_for(session: AsyncSession, order_id: int) -> Decimal:
+    """What the order holds of its customer's money now: charges (and a late charge) less the
+    refunds booked for it."""
+    entries = await ledger.entries_for_order(session, order_id)
+    return -sum((entry.amount for entry in entries), Decimal(0))
+
+
+async def charge_order(session: AsyncSession, order: OrderMoney) -> Decimal:
+    """Debit the stored price for the order's current attempt; the balance after it.
+
+    Raises InsufficientFunds (nothing booked) when the wallet holds less."""
+    if order.customer_price is None or order.customer_currency is None:
+        raise NotOffered(f"order {order.id} has no customer price")
+    entry = ledger.Entry(
+        order.user_id,
+        LedgerKind.CHARGE,
+        order.customer_price,
+        order.customer_currency,
+        charge_reference(order.id, order.attempt),
+        order_id=order.id,
+    )
+    await ledger.book(session, entry)
+    return await ledger.balance(session, order.user_id)
+
+
+async def refund_attempt(session: AsyncSession, order: OrderMoney) -> Refund | None:
+    """Give back what the order's current attempt was charged (a refusal, a request that never
+    left, a rejection, an admin finding nothing on the panel). None when that attempt was not
+    charged or is refunded already."""
+    if order.attempt < 1:
+        return None
+    charged = await ledger.entry_by_reference(session, charge_reference(order.id, order.attempt))
+    if charged is None:
+        return None
+    amount = -charged.amount
+    entry = ledger.Entry(
+        order.user_id,
+        LedgerKind.REFUND,
+        amount,
+        charged.currency,
+        refund_reference(order.id, order.attempt),
+        order_id=order.id,
+    )
+    if not await ledger.book(session, entry):
+        return None
+    return Refund(amount, await ledger.balance(session, order.user_id), charged.currency)
+
+
+async def late_charge(session: AsyncSession, order: OrderMoney) -> bool:
+    """The panel placed an order whose attempt was refunded: charge it again, even below zero
+    (the order exists, the money is owed). True if it was booked now."""
+    if order.customer_price is None or order.customer_currency is None:
+        return False
+    refunded = await ledger.entry_by_reference(session, refund_reference(order.id, order.attempt))
+    if refunded is None:
+        return False
+    entry = ledger.Entry(
+        order.user_id,
+        LedgerKind.LATE_CHARGE,
+        order.customer_price,
+        order.customer_currency,
+        late_charge_reference(order.id),
+        order_id=order.id,
+    )
+    return await ledger.book(session, entry)
+
+
+def final_refund(
+    price: Decimal, held: Decimal, status: str, remains: int | None, ordered: int | None
+) -> Decimal:
+    """What the panel's final status gives back of an order that holds `held`: Canceled the
+    rest, Partial price × remains / ordered (nothing for an order without a quantity).
+
+    Raises InvalidRemains for a Partial whose `remains` is missing or outside 0…ordered."""
+    refunded = price - held
+    if status == "Canceled":
+        return min(rest_of_price(price, refunded), max(held, Decimal(0)))
+    if status != "Partial" or ordered is None:
+        return Decimal(0)
+    if remains is None:
+        raise InvalidRemains("a Partial status without remains")
+    return min(partial_refund(price, remains, ordered, refunded), max(held, Decimal(0)))
+
+
+async def refund_final_status(
+    session: AsyncSession, order: OrderMoney, status: str, remains: int | None
+) -> Refund | None:
+    """Book the refund of a final status (once per order); None when nothing is due."""
+    if order.customer_price is None or order.customer_currency is None:
+        return None
+    held = await held_for(session, order.id)
+    ordered = ordered_quantity(order.quantity, order.runs)
+    amount = final_refund(order.customer_price, held, status, remains, ordered)
+    if amount <= 0:
+        return None
+    entry = ledger.Entry(
+        order.user_id,
+        LedgerKind.REFUND,
+        amount,
+        order.customer_currency,
+        final_refund_reference(order.id),
+        order_id=order.id,
+    )
+    if not await ledger.book(session, entry):
+        return None
+    return Refund(amount, await ledger.balance(session, order.user_id), order.customer_currency)
+
+
+async def wallet_balance(session: AsyncSession, user_id: int) -> Decimal:
+    return await ledger.balance(session, user_id)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from bot.billing import is_offered
 from bot.invalidation import CATALOG_CHANGED, Invalidation
 from bot.panel.models import Service
 
@@ -29,6 +30,7 @@ DEFAULT_TTL = 600.0
 DEFAULT_RETRY_DELAY = 30.0
 
 FetchServices = Callable[[], Awaitable[list[Service]]]
+Offered = Callable[[Service], bool]
 Clock = Callable[[], float]
 
 
@@ -41,6 +43,12 @@ def category_key(name: str) -> str:
     """
     digest = hashlib.sha1(name.encode("utf-8"), usedforsecurity=False).digest()
     return base64.urlsafe_b64encode(digest[:6]).decode("ascii")
+
+
+def sold_from_wallets(service: Service) -> bool:
+    """Reseller mode's offering rule: a service with a negative rate is invalid and not
+    listed (nor can a stale button order it: it is not in the snapshot)."""
+    return is_offered(service.rate)
 
 
 def normalize_text(text: str) -> str:
@@ -203,8 +211,10 @@ class Catalog:
         clock: Clock = time.monotonic,
         retry_delay: float = DEFAULT_RETRY_DELAY,
         bus: Invalidation | None = None,
+        offered: Offered | None = None,
     ) -> None:
         self._fetch = fetch
+        self._offered = offered  # None: everything the panel lists (team mode)
         self._bus = bus or Invalidation(None)
         self._bus.on(CATALOG_CHANGED, self._changed_elsewhere)
         self._bus.on_reset(self._missed_changes)
@@ -267,7 +277,10 @@ class Catalog:
 
     async def _fetch_snapshot(self, *, announce: bool) -> CatalogSnapshot:
         try:
-            snapshot = CatalogSnapshot(await self._fetch())
+            services = await self._fetch()
+            if self._offered is not None:
+                services = [service for service in services if self._offered(service)]
+            snapshot = CatalogSnapshot(services)
         except Exception:
             self._due_at = self._clock() + self._retry_delay
             raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.i18n import resolve_language
 from bot.money import format_money
@@ -19,6 +19,9 @@ from bot.panel.models import OrderStatus, RefillStatus, parse_order_status, pars
 from storage.models import Order, SubmissionState
 from storage.outbox import Recipient
 from storage.polling import OrderNotice
+
+if TYPE_CHECKING:
+    from bot.billing import Refund
 
 Translate = Callable[[str], str]
 
@@ -90,8 +93,11 @@ def order_update_text(
     remains: int | None,
     charge: Decimal | None,
     currency: str,
+    refund: Refund | None = None,
 ) -> str:
-    """The news first ("✅ Order #23502: Completed"), then what it is about."""
+    """The news first ("✅ Order #23502: Completed"), then what it is about. `charge` is None
+    for a customer of reseller mode (they never see the panel's charge), who reads what was
+    given back instead."""
     head = _("Order #{id}: {status}").format(
         id=panel_order_id, status=order_status_label(status, _)
     )
@@ -103,7 +109,56 @@ def order_update_text(
         lines.append(still_to_deliver(remains, _))
     if charge is not None:
         lines.append(charge_line(charge, currency, _))
+    if refund is not None:
+        lines.append(refund_line(refund, _))
     return "\n".join(lines)
+
+
+def refund_line(refund: Refund, _: Translate) -> str:
+    return _("💳 {amount} is back in your wallet. Balance: {balance}").format(
+        amount=format_money(refund.amount, refund.currency),
+        balance=format_money(refund.balance, refund.currency),
+    )
+
+
+def short_balance_text(price: Decimal, balance: Decimal, currency: str, _: Translate) -> str:
+    return _(
+        "Your balance is {balance}, and this order costs {price}: nothing was ordered. "
+        "Top up your wallet, then press Confirm again."
+    ).format(balance=format_money(balance, currency), price=format_money(price, currency))
+
+
+def not_offered_text(_: Translate) -> str:
+    return _(
+        "This order cannot be paid from a wallet (a subscription needs a number of posts). "
+        "Nothing was charged."
+    )
+
+
+def unused_posts_line(_: Translate) -> str:
+    return _("You pay the most it can cost: unused posts are not refunded.")
+
+
+def wallet_refusal(message: str | None, _: Translate) -> str:
+    """A refused order in reseller mode: never the panel's own money troubles."""
+    if is_out_of_funds(message):
+        return _(
+            "This service is temporarily unavailable; your money is back in your wallet. "
+            "The admins have been told."
+        )
+    return panel_refusal(message, _) + "\n" + _("Your money is back in your wallet.")
+
+
+def late_charge_text(order: Order, balance: Decimal, _: Translate) -> str:
+    currency = order.customer_currency or ""
+    return _(
+        "Order ref. {number} was placed on the panel after all, so its price of {price} "
+        "was charged again. Balance: {balance}"
+    ).format(
+        number=order.id,
+        price=format_money(order.customer_price or Decimal(0), currency),
+        balance=format_money(balance, currency),
+    )
 
 
 def status_mark(status: str) -> str:
@@ -295,8 +350,15 @@ def order_heading(order: Order, _: Translate) -> str:
     return _("Order ref. {number}").format(number=order.id)
 
 
+def shown_price(order: Order) -> tuple[Decimal, str]:
+    """The price its customer reads: the customer's in reseller mode, the panel's otherwise."""
+    if order.customer_currency is not None and order.customer_price is not None:
+        return order.customer_price, order.customer_currency
+    return order.price, order.currency
+
+
 def price_line(order: Order, _: Translate) -> str:
-    return _("Price: {price}").format(price=format_money(order.price, order.currency))
+    return _("Price: {price}").format(price=format_money(*shown_price(order)))
 
 
 # --- how a placement ended ----------------------------------------------------------------------
@@ -339,6 +401,14 @@ def rejected_text(order: Order, _: Translate) -> str:
     return _("An admin did not approve your order of {service}. Nothing was charged.").format(
         service=html.escape(order.service_name)
     )
+
+
+def rejected_refunded_text(order: Order, refund: Refund, _: Translate) -> str:
+    """Reseller mode: the rejected order's money is back in the wallet."""
+    head = _("An admin did not approve your order of {service}.").format(
+        service=html.escape(order.service_name)
+    )
+    return head + "\n" + refund_line(refund, _)
 
 
 # --- to the admins ------------------------------------------------------------------------------
@@ -388,6 +458,15 @@ def service_changed_text(order: Order, _: Translate) -> str:
         "for approval (its price, type or name), so nothing was ordered. Send /order to see "
         "it as it is now."
     ).format(service=html.escape(order.service_name))
+
+
+def invalid_remains_alert(
+    order_id: int, panel_order_id: int, remains: int | None, _: Translate
+) -> str:
+    return _(
+        "⚠️ Order #{id} (ref. {ref}) ended Partial with remains {remains}, outside what it "
+        "ordered: no refund was booked. Check the panel and settle it with /credit."
+    ).format(id=panel_order_id, ref=order_id, remains=html.escape(str(remains)))
 
 
 def late_placement_alert(order: Order, _: Translate) -> str:

@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import notices
+from bot import billing, notices
 from bot.access import Access, decide_access
+from bot.billing import Billing, Markups, Refund
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.forms import add_arguments, answers_again, order_price, order_quantity
@@ -44,6 +45,7 @@ from bot.status import record_status
 from storage import orders as order_store
 from storage import people as people_store
 from storage.db import utcnow
+from storage.ledger import InsufficientFunds
 
 # The records the Telegram layer reads come through here, so `handlers/` never imports `storage`.
 from storage.models import Order as Order
@@ -77,6 +79,8 @@ class Outcome(enum.StrEnum):
     TAKEN = "taken"  # already confirmed (second press, another instance) or dropped
     DENIED = "denied"  # the user may not order (any more): nothing was ordered
     GONE = "gone"  # no such draft in this chat
+    SHORT = "short"  # reseller mode: the wallet holds less than the price; nothing was ordered
+    NOT_OFFERED = "not_offered"  # reseller mode: this order cannot be paid from a wallet
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,9 @@ class Placement:
     outcome: Outcome
     order: Order | None = None
     error: str | None = None
+    # Reseller mode: the wallet's balance (a short balance), or what this outcome gave back.
+    balance: Decimal | None = None
+    refund: Refund | None = None
 
 
 class OrderActionError(Exception):
@@ -115,6 +122,7 @@ class Ordering:
         self._notifier = Notifier(settings, i18n)
         self._buttons = buttons
         self._currency: tuple[str, float] | None = None
+        self._billing = Billing(sessions, settings) if settings.wallet_mode else None
         # One confirmation per user at a time in this process. What makes the daily limit
         # hold is the user's row lock in the confirm transaction (every instance); this only
         # keeps a second press here from holding a database connection while it waits.
@@ -151,6 +159,8 @@ class Ordering:
         columns = {name: arguments.get(name) for name in _COLUMN_ARGUMENTS}
         columns["quantity"] = order_quantity(service, answers)
         currency = await self.currency()  # a panel call: before the transaction, not in it
+        price = order_price(service, answers)
+        customer = await self._customer_price(service, price, answers)
         async with self._sessions() as session, session.begin():
             return await order_store.create_draft(
                 session,
@@ -164,10 +174,43 @@ class Ordering:
                 can_refill=service.refill,
                 can_cancel=service.cancel,
                 fields=arguments,
-                price=order_price(service, answers),
+                price=price,
                 currency=currency,
+                **customer,
                 **columns,
             )
+
+    async def _customer_price(
+        self, service: Service, price: Decimal, answers: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Reseller mode: the customer's price and currency, fixed here for Confirm to debit;
+        no price for what a wallet cannot pay (an open-ended subscription has no total)."""
+        if self._billing is None:
+            return {}
+        currency = self._billing.currency
+        posts = answers.get("posts")
+        if is_open_ended(service, posts if isinstance(posts, int) else None):
+            return {"customer_price": None, "customer_currency": currency}
+        markups = await self._billing.markups()
+        try:
+            customer = self._billing.price(price, service.id, service.category, markups)
+        except billing.NotOffered:
+            return {"customer_price": None, "customer_currency": currency}
+        return {"customer_price": customer, "customer_currency": currency}
+
+    async def markups(self) -> Markups:
+        """The markups the service buttons are priced with (reseller mode)."""
+        return await self._billing.markups() if self._billing else Markups()
+
+    def shown_rate(self, service: Service, markups: Markups) -> tuple[Decimal, str] | None:
+        """Reseller mode: a service's rate as customers pay it (per 1000, or the package), in
+        the shop currency; None in team mode (the panel's rate is shown)."""
+        if self._billing is None:
+            return None
+        return (
+            self._billing.price(service.rate, service.id, service.category, markups),
+            self._billing.currency,
+        )
 
     async def confirm(
         self, chat_id: int, user_id: int, order_id: int, *, is_admin: bool
@@ -191,9 +234,27 @@ class Ordering:
             return Placement(Outcome.GONE)
         if order.state != SubmissionState.DRAFT:
             return Placement(Outcome.TAKEN, order)
+        if self._billing is not None and order.customer_price is None:
+            return Placement(Outcome.NOT_OFFERED, order)
         if await self._service_changed(order):
             await self.drop_draft(chat_id, user_id, order_id)
             return Placement(Outcome.CHANGED, order)
+        try:
+            placement = await self._take_draft(chat_id, user_id, order, is_admin=is_admin)
+        except InsufficientFunds as short:
+            # The whole transaction rolled back: the draft is still a draft, nothing booked.
+            return Placement(Outcome.SHORT, order, balance=short.balance)
+        if placement is not None:
+            return placement
+        return await self._submit(order_id, back_to=SubmissionState.DRAFT, decided=False)
+
+    async def _take_draft(
+        self, chat_id: int, user_id: int, order: Order, *, is_admin: bool
+    ) -> Placement | None:
+        """Move the draft out of `draft` — to wait for approval, or to `submitting` (None:
+        the caller sends it) — and, in reseller mode, debit its price in the same
+        transaction (raises InsufficientFunds, and nothing changes, on a short balance)."""
+        order_id = order.id
         async with self._sessions() as session, session.begin():
             stored = await people_store.lock_user_access(session, user_id)
             if not decide_access(self._settings, user_id, stored).may_order:
@@ -205,29 +266,25 @@ class Ordering:
                     chat_id=chat_id,
                 )
                 return Placement(Outcome.DENIED, order)
-            if await self._needs_approval(session, order, is_admin=is_admin):
-                moved = await order_store.move_state(
-                    session,
-                    order_id,
-                    expected=[SubmissionState.DRAFT],
-                    to=SubmissionState.AWAITING_APPROVAL,
-                    chat_id=chat_id,
-                )
-                waiting = await order_store.get_order(session, order_id)
-                if not moved or waiting is None:
-                    return Placement(Outcome.TAKEN, waiting)
-                await self._ask_admins(session, waiting)
-                return Placement(Outcome.AWAITING_APPROVAL, waiting)
-            won = await order_store.move_state(
+            waits = await self._needs_approval(session, order, is_admin=is_admin)
+            target = SubmissionState.AWAITING_APPROVAL if waits else SubmissionState.SUBMITTING
+            moved = await order_store.move_state(
                 session,
                 order_id,
                 expected=[SubmissionState.DRAFT],
-                to=SubmissionState.SUBMITTING,
+                to=target,
                 chat_id=chat_id,
+                attempt=order_store.NEXT_ATTEMPT,
             )
-        if not won:
-            return Placement(Outcome.TAKEN, order)
-        return await self._submit(order_id, back_to=SubmissionState.DRAFT, decided=False)
+            taken = await order_store.get_order(session, order_id)
+            if not moved or taken is None:
+                return Placement(Outcome.TAKEN, taken or order)
+            if self._billing is not None:
+                await billing.charge_order(session, taken)
+            if waits:
+                await self._ask_admins(session, taken)
+                return Placement(Outcome.AWAITING_APPROVAL, taken)
+        return None
 
     async def _requester(self, session: AsyncSession, order: Order) -> str:
         user = await people_store.get_user(session, order.user_id)
@@ -291,10 +348,15 @@ class Ordering:
             order = await order_store.get_order(session, order_id)
             if order is not None and won and not approve:
                 rejected = order
+                refund = await self._settle_money(session, order, moved=True, late=False)
                 await self._notifier.tell(
                     session,
                     [order.chat_id],
-                    lambda _: notices.rejected_text(rejected, _),
+                    lambda _: (
+                        notices.rejected_text(rejected, _)
+                        if refund is None
+                        else notices.rejected_refunded_text(rejected, refund, _)
+                    ),
                     kind=DECISION,
                 )
         if order is None:
@@ -335,6 +397,7 @@ class Ordering:
             current = await order_store.get_order(session, order_id)
             if not moved or current is None:
                 return Placement(Outcome.TAKEN, current)
+            await self._settle_money(session, current, moved=True, late=False)
             await self._notifier.tell(
                 session,
                 [order.chat_id],
@@ -352,18 +415,24 @@ class Ordering:
             return False
         if _open_ended(order):
             return True  # charged per post with no end: no limit can be checked in advance
-        if limit is not None and order.price > limit:
+        price = _limit_price(order)
+        if limit is not None and price > limit:
             return True
         if daily is None:
             return False
         spent = await self._spent_today(session, order.user_id, excluding=order.id)
-        return spent + order.price > daily
+        return spent + price > daily
 
     async def _spent_today(
         self, session: AsyncSession, user_id: int, *, excluding: int
     ) -> Decimal:
-        """What the user's orders confirmed today (UTC) cost: placed, in flight or waiting."""
+        """What the user's orders confirmed today (UTC) cost: placed, in flight or waiting.
+
+        In reseller mode, what their wallet paid for orders today: customer prices less the
+        refunds, in the shop currency (this order is not charged yet)."""
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        if self._billing is not None:
+            return await order_store.wallet_spent_since(session, user_id, midnight)
         confirmed = await order_store.confirmed_since(
             session, user_id, midnight, excluding=excluding
         )
@@ -395,7 +464,7 @@ class Ordering:
             # Refused before sending: nothing was ordered, so it may be confirmed again.
             log.info("order %s: panel unreachable (%s)", order_id, error)
             placement = await self._finish(order_id, back_to, decided=decided)
-            return Placement(Outcome.UNAVAILABLE, placement.order)
+            return Placement(Outcome.UNAVAILABLE, placement.order, refund=placement.refund)
         except asyncio.CancelledError:
             # Stopped while `add` was in flight: it may have reached the panel.
             stopped = self._finish(
@@ -453,18 +522,42 @@ class Ordering:
                 )
             order = await order_store.get_order(session, order_id)
             assert order is not None
+            refund = await self._settle_money(session, order, moved=moved, late=late)
             if moved:
                 await self._announce_end(session, order, decided=decided)
             elif late and state == SubmissionState.PLACED:
                 await self._announce_late_placement(session, order)
         outcome = _OUTCOME_OF_STATE.get(SubmissionState(order.state), Outcome.FAILED)
-        return Placement(outcome, order, error=order.error)
+        return Placement(outcome, order, error=order.error, refund=refund)
+
+    async def _settle_money(
+        self, session: AsyncSession, order: Order, *, moved: bool, late: bool
+    ) -> Refund | None:
+        """Reseller mode: what the end of an attempt does to the money it took. Refused, or
+        never sent (back to the draft): refunded at once. Unknown, or back to waiting for
+        approval: held. Placed late after a refund: charged again (a late charge)."""
+        if self._billing is None or not (moved or late):
+            return None
+        state = SubmissionState(order.state)
+        if state in _REFUNDED_STATES:
+            return await billing.refund_attempt(session, order)
+        if late and state == SubmissionState.PLACED and await billing.late_charge(session, order):
+            log.warning("order %s: placed after its refund; charged again", order.id)
+        return None
 
     async def _announce_late_placement(self, session: AsyncSession, order: Order) -> None:
         log.warning("order %s: the panel placed it late, as %s", order.id, order.panel_order_id)
         await self._notifier.tell_admins(
             session, functools.partial(notices.late_placement_alert, order), kind=ADMIN_ALERT
         )
+        if order.customer_currency is not None:
+            balance = await billing.wallet_balance(session, order.user_id)
+            await self._notifier.tell(
+                session,
+                [order.chat_id],
+                lambda _: notices.late_charge_text(order, balance, _),
+                kind=DECISION,
+            )
         panel_order_id = order.panel_order_id or 0
         await self._notifier.tell(
             session,
@@ -690,7 +783,15 @@ def _unknown_told(order: Order, _: Translate) -> str:
 
 
 def _failed_told(order: Order, _: Translate) -> str:
+    if order.customer_currency is not None:
+        return notices.wallet_refusal(order.error, _)
     return notices.panel_refusal(order.error, _)
+
+
+# Where an attempt's money goes back to the wallet at once (see `Ordering._settle_money`).
+_REFUNDED_STATES = frozenset(
+    {SubmissionState.DRAFT, SubmissionState.FAILED, SubmissionState.REJECTED}
+)
 
 
 # A panel answer that arrives after the order was given up on (see `_finish`).
@@ -712,6 +813,13 @@ _OUTCOME_OF_STATE = {
     SubmissionState.DRAFT: Outcome.UNAVAILABLE,
     SubmissionState.AWAITING_APPROVAL: Outcome.UNAVAILABLE,
 }
+
+
+def _limit_price(order: Order) -> Decimal:
+    """The price a spending limit compares: the customer's in reseller mode."""
+    if order.customer_currency is not None and order.customer_price is not None:
+        return order.customer_price
+    return order.price
 
 
 def _open_ended(order: Order) -> bool:

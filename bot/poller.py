@@ -35,6 +35,7 @@ from bot.status import (
     is_missing_refill,
     next_poll_time,
     plan_update,
+    settle_final_status,
 )
 from storage import polling
 from storage.db import utcnow
@@ -295,6 +296,8 @@ class Poller:
         )
         change = change_of(order, update) if stored else None
         if change is not None:
+            # The refund commits with the status that calls for it, or neither does.
+            change = await settle_final_status(session, self._settings, self._i18n, change)
             outcome.changes.append(change)
 
     # --- refills ------------------------------------------------------------------------------

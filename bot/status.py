@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,17 +15,28 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import billing, notices
 from bot.announcements import OrderChange, StatusAnnouncer
+from bot.billing import InvalidRemains
 from bot.config import Settings
 from bot.notices import Translations
-from bot.notify import NoticeButtons
-from bot.panel.models import OrderStatusResult, is_terminal_order_status
+from bot.notify import NoticeButtons, Notifier
+from bot.panel.models import (
+    OrderStatus,
+    OrderStatusResult,
+    is_terminal_order_status,
+    parse_order_status,
+)
 from storage import polling
 from storage.db import utcnow
 from storage.models import Order
 from storage.polling import DueOrder
 
+log = logging.getLogger(__name__)
+
 STATUS_LENGTH = 32  # orders.status and refills.status columns
+REFUNDING = (OrderStatus.CANCELED, OrderStatus.PARTIAL)
+INVALID_STATUS_ALERT = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,34 @@ def change_of(order: DueOrder, update: StatusUpdate) -> OrderChange | None:
         charge=update.numbers.get("charge", order.charge),
         currency=update.numbers.get("currency", order.currency),
     )
+
+
+async def settle_final_status(
+    session: AsyncSession, settings: Settings, i18n: Translations, change: OrderChange
+) -> OrderChange:
+    """Reseller mode: book the refund a stored final status calls for, in the transaction that
+    stored it (once per order, whichever instance stored it), and carry it to the announcement.
+
+    A Partial whose `remains` is outside what the order asked makes the item invalid: nothing
+    is booked, and the admins are told (once: only the status's compare-and-set winner gets
+    here)."""
+    order = change.order
+    status = parse_order_status(change.status)
+    if order.customer_currency is None or status not in REFUNDING:
+        return change
+    try:
+        refund = await billing.refund_final_status(session, order, str(status), change.remains)
+    except InvalidRemains as invalid:
+        log.warning("order %d: %s; no refund booked", order.id, invalid)
+        alert = functools.partial(
+            notices.invalid_remains_alert, order.id, order.panel_order_id, change.remains
+        )
+        await Notifier(settings, i18n).tell_admins(session, alert, kind=INVALID_STATUS_ALERT)
+        return change
+    if refund is None:
+        return change
+    log.info("order %d: %s refunded (%s)", order.id, refund.amount, status)
+    return dataclasses.replace(change, refund=refund)
 
 
 def poll_interval_for(age: float, base: float, schedule: Sequence[tuple[float, float]]) -> float:
@@ -126,6 +168,7 @@ async def record_status(
     change = change_of(due, update) if stored else None
     if change is None:
         return False
+    change = await settle_final_status(session, settings, i18n, change)
     announcer = StatusAnnouncer(settings, i18n, buttons)
     await announcer.orders(session, [change], include_owner=announce_owner)
     return True

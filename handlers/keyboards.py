@@ -39,6 +39,7 @@ from handlers.callbacks import (
     SearchStart,
     ServicePick,
     ServicesPage,
+    WalletOpen,
 )
 from handlers.texts import service_line
 
@@ -199,19 +200,24 @@ CHANGEABLE = ("link", "quantity")
 
 
 def confirmation(
-    order_id: int, menu: Menu, changeable: Sequence[str] = ()
+    order_id: int, menu: Menu, changeable: Sequence[str] = (), *, top_up: bool = False
 ) -> InlineKeyboardMarkup:
+    """Confirm / Cancel of a summary; `top_up` (reseller mode, a short balance) adds the
+    wallet's button, which comes back to this summary after paying."""
+
     def draft(text: str, action: DraftStep) -> InlineKeyboardButton:
         data = DraftAction(action=action, order=order_id, by=menu.by)
         return InlineKeyboardButton(text=text, callback_data=data.pack())
 
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [draft(_("✅ Confirm"), DraftStep.CONFIRM), draft(_("✖️ Cancel"), DraftStep.DROP)],
-            _change_buttons(changeable, menu),
-            [_form_button(_("‹ Back"), FormStep.BACK, menu)],
-        ]
-    )
+    rows = [
+        [draft(_("✅ Confirm"), DraftStep.CONFIRM), draft(_("✖️ Cancel"), DraftStep.DROP)],
+        _change_buttons(changeable, menu),
+        [_form_button(_("‹ Back"), FormStep.BACK, menu)],
+    ]
+    if top_up:
+        wallet = WalletOpen(order=order_id, by=menu.by).pack()
+        rows.insert(0, [InlineKeyboardButton(text=_("💳 Top up"), callback_data=wallet)])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def _change_buttons(changeable: Sequence[str], menu: Menu) -> list[InlineKeyboardButton]:

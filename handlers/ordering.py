@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from decimal import Decimal
 from html import escape
 from typing import Any
 
@@ -661,7 +662,7 @@ async def confirm_draft(
     if placement.outcome in (Outcome.TAKEN, Outcome.GONE):
         return  # confirmed already (the first press's screen says how) or not this chat's
     text, markup = _placement_screen(placement, await _menu_of(state, query), query.from_user.id)
-    if placement.outcome != Outcome.UNAVAILABLE:
+    if placement.outcome not in (Outcome.UNAVAILABLE, Outcome.SHORT):  # still confirmable
         await Flow.of(state, message).end(keep=message)
     await replace(query, text, markup)
 
@@ -686,14 +687,26 @@ def _placement_screen(placement: Placement, menu: Menu, by: int) -> tuple[str, A
             "This service changed on the panel since this summary was shown (its price or "
             "name), so nothing was ordered. Send /order to see it as it is now."
         ), None
+    if placement.outcome == Outcome.SHORT:
+        price, currency = notices.shown_price(order)
+        text = notices.short_balance_text(price, placement.balance or Decimal(0), currency, _)
+        return text, keyboards.confirmation(order.id, menu, top_up=True)
+    if placement.outcome == Outcome.NOT_OFFERED:
+        return notices.not_offered_text(_), None
+    refund = placement.refund
     if placement.outcome == Outcome.UNAVAILABLE:
-        return (
-            _(
-                "The panel is not answering right now, and nothing was ordered. "
-                "Press Confirm again in a minute."
-            ),
-            keyboards.confirmation(order.id, menu),
+        text = _(
+            "The panel is not answering right now, and nothing was ordered. "
+            "Press Confirm again in a minute."
         )
+        if refund is not None:
+            text += "\n" + notices.refund_line(refund, _)
+        return text, keyboards.confirmation(order.id, menu)
+    if order.customer_currency is not None:
+        text = notices.wallet_refusal(placement.error, _)
+        if refund is not None:
+            text += "\n" + notices.refund_line(refund, _)
+        return text, None
     return notices.panel_refusal(placement.error, _), None
 
 

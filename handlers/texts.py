@@ -13,6 +13,7 @@ from bot.forms import FormError, bounds_for, price_basis
 from bot.money import format_money
 from bot.notices import refill_status_label
 from bot.ordering import Order, Refill, SubmissionState
+from bot.panel.errors import is_out_of_funds
 from bot.panel.models import Service
 from bot.services import ServiceType, is_package, service_type
 
@@ -135,18 +136,25 @@ def form_error(error: FormError) -> str:
 
 
 def summary(order: Order, service: Service, answers: Mapping[str, object]) -> str:
-    """The confirmation: what will be ordered and what it costs."""
-    price = format_money(order.price, order.currency)
+    """The confirmation: what will be ordered and what it costs (in reseller mode, what the
+    wallet pays: the customer price stored with the draft)."""
+    details = notices.order_details(order, _)
+    head = [_("<b>Please check your order</b>"), "", *details, ""]
+    wallet = order.customer_currency is not None
+    if wallet and order.customer_price is None:
+        return "\n".join([*head, notices.not_offered_text(_)])
+    price = format_money(*notices.shown_price(order))
     basis = price_basis(service, answers)
+    if wallet and basis == "up_to":  # a bounded subscription is paid at its most
+        price_line = _("Price: {price}").format(price=price)
+        return "\n".join([*head, price_line, notices.unused_posts_line(_)])
     if basis == "per_post":
         price_line = _("Price: up to {price} per post").format(price=price)
     elif basis == "up_to":
         price_line = _("Price: up to {price}").format(price=price)
     else:
         price_line = _("Price: {price}").format(price=price)
-    details = notices.order_details(order, _)
-    lines = [_("<b>Please check your order</b>"), "", *details, "", price_line]
-    return "\n".join(lines)
+    return "\n".join([*head, price_line])
 
 
 def order_card(order: Order, refills: list[Refill]) -> str:
@@ -154,7 +162,8 @@ def order_card(order: Order, refills: list[Refill]) -> str:
     status = notices.state_label(order, _)
     lines.append(_("Status: {status}").format(status=f"<b>{status}</b>"))
     lines.append(notices.price_line(order, _))
-    if order.charge is not None:
+    wallet = order.customer_currency is not None  # its customer never reads the panel's charge
+    if order.charge is not None and not wallet:
         lines.append(notices.charge_line(order.charge, order.currency, _))
     if order.start_count is not None:
         lines.append(
@@ -165,7 +174,10 @@ def order_card(order: Order, refills: list[Refill]) -> str:
     if order.state == SubmissionState.UNKNOWN:
         lines += ["", notices.unknown_outcome_text(_)]
     if order.state == SubmissionState.FAILED and order.error:
-        lines.append(_("Reason: {reason}").format(reason=escape(order.error)))
+        if wallet and is_out_of_funds(order.error):
+            lines.append(notices.wallet_refusal(order.error, _))
+        else:
+            lines.append(_("Reason: {reason}").format(reason=escape(order.error)))
     if len(refills) > SHOWN_REFILLS:
         lines.append(_("Refills: {count} in all; the latest:").format(count=len(refills)))
     for refill in refills[-SHOWN_REFILLS:]:

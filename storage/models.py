@@ -128,6 +128,12 @@ class Order(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     price: Mapped[Decimal]
     charge: Mapped[Decimal | None]
+    # Reseller mode: what the customer pays, fixed at the summary and debited at Confirm.
+    # Nothing rewrites these (the poller updates the panel's figures only).
+    customer_price: Mapped[Decimal | None]
+    customer_currency: Mapped[str | None] = mapped_column(String(CURRENCY_LENGTH))
+    # Each move to `submitting` is one attempt; ledger references carry its number.
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH), default="USD")
     state: Mapped[str] = mapped_column(String(24), default=SubmissionState.DRAFT)
     error: Mapped[str | None] = mapped_column(Text)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
-from storage.models import Order, Refill, SubmissionState
+from storage.models import LedgerEntry, LedgerKind, Order, Refill, SubmissionState
 
 # What a chat sees in /orders: everything that left the draft stage.
 LISTED_STATES = (
@@ -22,6 +22,13 @@ LISTED_STATES = (
     SubmissionState.UNKNOWN,
     SubmissionState.REJECTED,
 )
+
+
+# A draft leaving the draft stage starts a new attempt: `move_state(..., attempt=NEXT_ATTEMPT)`.
+NEXT_ATTEMPT = Order.attempt + 1
+
+# What an order's money is in a wallet: its charges, refunds and a late charge.
+_ORDER_MONEY = (LedgerKind.CHARGE, LedgerKind.REFUND, LedgerKind.LATE_CHARGE)
 
 
 async def create_draft(session: AsyncSession, **values: Any) -> Order:
@@ -221,3 +228,17 @@ async def mark_interrupted_submissions_unknown(
         .execution_options(synchronize_session=False)
     )
     return list(result.scalars().all())
+
+
+async def wallet_spent_since(session: AsyncSession, user_id: int, since: datetime) -> Decimal:
+    """What a customer's wallet paid for orders since `since`: charges less refunds (summed
+    here: SQLite keeps money as text)."""
+    rows = await session.execute(
+        select(LedgerEntry.amount).where(
+            LedgerEntry.user_id == user_id,
+            LedgerEntry.order_id.is_not(None),
+            LedgerEntry.kind.in_([str(kind) for kind in _ORDER_MONEY]),
+            LedgerEntry.created_at >= since,
+        )
+    )
+    return -sum(rows.scalars(), Decimal(0))

@@ -38,6 +38,12 @@ class DueOrder:
     charge: Decimal | None
     currency: str
     placed_at: datetime | None
+    # Reseller mode: what the refund of a final status is computed from.
+    attempt: int = 0
+    customer_price: Decimal | None = None
+    customer_currency: str | None = None
+    quantity: int | None = None
+    runs: int | None = None
 
     @classmethod
     def of(cls, order: Order) -> DueOrder:
@@ -57,6 +63,11 @@ class DueOrder:
             charge=order.charge,
             currency=order.currency,
             placed_at=order.placed_at,
+            attempt=order.attempt,
+            customer_price=order.customer_price,
+            customer_currency=order.customer_currency,
+            quantity=order.quantity,
+            runs=order.runs,
         )
 
 
@@ -124,6 +135,11 @@ async def claim_due_orders(
             Order.charge,
             Order.currency,
             Order.placed_at,
+            Order.attempt,
+            Order.customer_price,
+            Order.customer_currency,
+            Order.quantity,
+            Order.runs,
         )
         .execution_options(synchronize_session=False)
     )
