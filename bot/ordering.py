@@ -102,6 +102,21 @@ class OrderActionError(Exception):
         self.panel_message = panel_message
 
 
+@dataclass(frozen=True, slots=True)
+class PriceList:
+    """What one screen of services costs as its reader pays it (`Ordering.price_list`)."""
+
+    currency: str
+    _billing: Billing | None
+    _markups: Markups
+
+    def rate(self, service: Service) -> Decimal:
+        """Per 1000, or the package's price: the summary computes the exact total."""
+        if self._billing is None:
+            return service.rate
+        return self._billing.price(service.rate, service.id, service.category, self._markups)
+
+
 class Ordering:
     """The ordering service used by the handlers; owns no Telegram code."""
 
@@ -198,19 +213,12 @@ class Ordering:
             return {"customer_price": None, "customer_currency": currency}
         return {"customer_price": customer, "customer_currency": currency}
 
-    async def markups(self) -> Markups:
-        """The markups the service buttons are priced with (reseller mode)."""
-        return await self._billing.markups() if self._billing else Markups()
-
-    def shown_rate(self, service: Service, markups: Markups) -> tuple[Decimal, str] | None:
-        """Reseller mode: a service's rate as customers pay it (per 1000, or the package), in
-        the shop currency; None in team mode (the panel's rate is shown)."""
+    async def price_list(self) -> PriceList:
+        """The rates service buttons and cards show: the panel's in team mode, the customer's
+        (exchange rate and markup, in the shop currency) in reseller mode."""
         if self._billing is None:
-            return None
-        return (
-            self._billing.price(service.rate, service.id, service.category, markups),
-            self._billing.currency,
-        )
+            return PriceList(await self.currency(), None, Markups())
+        return PriceList(self._billing.currency, self._billing, await self._billing.markups())
 
     async def confirm(
         self, chat_id: int, user_id: int, order_id: int, *, is_admin: bool

@@ -17,7 +17,7 @@ from bot.catalog import Category, Page
 from bot.forms import DELAY_CHOICES, Field
 from bot.notices import Translate
 from bot.notify import DueOrder, Keyboard
-from bot.ordering import Order, SubmissionState
+from bot.ordering import Order, PriceList, SubmissionState
 from bot.panel.models import OrderStatus, Service, is_terminal_order_status, parse_order_status
 from handlers.callbacks import (
     AccessDecision,
@@ -110,14 +110,14 @@ def categories(
 def services(
     page: Page[Service],
     category_key: str,
-    currency: str,
+    prices: PriceList,
     menu: Menu,
 ) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in page.items:
         builder.row(
             InlineKeyboardButton(
-                text=service_line(service, currency, MAX_BUTTON_TEXT),
+                text=service_line(service, prices, MAX_BUTTON_TEXT),
                 callback_data=ServicePick(service=service.id, flow=menu.flow, by=menu.by).pack(),
             )
         )
@@ -135,12 +135,14 @@ def _to_categories(menu: Menu) -> InlineKeyboardButton:
     return InlineKeyboardButton(text=_("‹ Categories"), callback_data=data.pack())
 
 
-def search_results(found: Sequence[Service], currency: str, menu: Menu) -> InlineKeyboardMarkup:
+def search_results(
+    found: Sequence[Service], prices: PriceList, menu: Menu
+) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     for service in found:
         builder.row(
             InlineKeyboardButton(
-                text=service_line(service, currency, MAX_BUTTON_TEXT),
+                text=service_line(service, prices, MAX_BUTTON_TEXT),
                 callback_data=ServicePick(service=service.id, flow=menu.flow, by=menu.by).pack(),
             )
         )

@@ -115,8 +115,8 @@ async def _services_screen(
         text += " " + _("(page {page} of {pages})").format(
             page=services.page + 1, pages=services.pages
         )
-    currency = await ordering.currency()
-    return text, keyboards.services(services, category_key, currency, menu)
+    prices = await ordering.price_list()
+    return text, keyboards.services(services, category_key, prices, menu)
 
 
 async def start_order(
@@ -225,10 +225,10 @@ async def search(
         text = _("Nothing found for “{query}”. Try other words.").format(query=escape(words))
         await flow.shown(await message.answer(text, reply_markup=keyboards.search_cancel(menu)))
         return
-    currency = await ordering.currency()
+    prices = await ordering.price_list()
     shown = await message.answer(
         _("Found {count}. Choose a service:").format(count=len(found)),
-        reply_markup=keyboards.search_results(found, currency, menu),
+        reply_markup=keyboards.search_results(found, prices, menu),
     )
     await flow.shown(shown)
 
@@ -259,7 +259,7 @@ async def pick_service(
         return
     flow = Flow.of(state, message)
     await flow.reset(OrderForm.answering, service=service.id, answers={})
-    card = texts.service_card(service, await ordering.currency())
+    card = texts.service_card(service, await ordering.price_list())
     field = _first_field(service)
     steps = keyboards.form_step(field, Menu(callback_data.flow, callback_data.by))
     starred = service.id in await people.favourites(callback_data.by)
@@ -294,9 +294,9 @@ async def favourites_page(
     starred = [snapshot.service(number) for number in await people.favourites(callback_data.by)]
     found = [service for service in starred if service is not None][:SEARCH_LIMIT]
     menu = Menu(callback_data.flow, callback_data.by)
-    currency = await ordering.currency()
+    prices = await ordering.price_list()
     text = _("★ Your favourites:") if found else _("None of your favourites is offered now.")
-    await replace(query, text, keyboards.search_results(found, currency, menu))
+    await replace(query, text, keyboards.search_results(found, prices, menu))
     await Flow.of(state, message).shown(message)
 
 

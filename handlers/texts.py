@@ -12,7 +12,7 @@ from bot import notices
 from bot.forms import FormError, bounds_for, price_basis
 from bot.money import format_money
 from bot.notices import refill_status_label
-from bot.ordering import Order, Refill, SubmissionState
+from bot.ordering import Order, PriceList, Refill, SubmissionState
 from bot.panel.errors import is_out_of_funds
 from bot.panel.models import Service
 from bot.services import ServiceType, is_package, service_type
@@ -20,10 +20,11 @@ from bot.services import ServiceType, is_package, service_type
 SHOWN_REFILLS = 10  # a card lists the latest refills only, so it stays one message
 
 
-def service_line(service: Service, currency: str, width: int = 60) -> str:
+def service_line(service: Service, prices: PriceList, width: int = 60) -> str:
     """A service button: name, price per 1000 (or per package) and min–max; the name gives way
     so the price and the range are always read whole."""
-    price = format_money(service.rate, currency, markup=False)  # a button's plain text
+    # A button's plain text: no HTML escaping.
+    price = format_money(prices.rate(service), prices.currency, markup=False)
     if is_package(service):
         terms = price
     else:
@@ -34,7 +35,8 @@ def service_line(service: Service, currency: str, width: int = 60) -> str:
     return f"{name} · {terms}"
 
 
-def service_card(service: Service, currency: str) -> str:
+def service_card(service: Service, prices: PriceList) -> str:
+    rate, currency = prices.rate(service), prices.currency
     lines = [
         f"<b>{escape(service.name)}</b>",
         _("Service ID: {id}").format(id=service.id),
@@ -43,11 +45,9 @@ def service_card(service: Service, currency: str) -> str:
     if service_type(service) != ServiceType.DEFAULT:  # "Default" tells a customer nothing
         lines.append(_("Type: {type}").format(type=escape(service.type)))
     if is_package(service):
-        lines.append(_("Price: {price}").format(price=format_money(service.rate, currency)))
+        lines.append(_("Price: {price}").format(price=format_money(rate, currency)))
     else:
-        lines.append(
-            _("Price: {price} per 1000").format(price=format_money(service.rate, currency))
-        )
+        lines.append(_("Price: {price} per 1000").format(price=format_money(rate, currency)))
         lines.append(
             _("Quantity: {min} to {max}").format(
                 min=notices.count(service.min), max=notices.count(service.max)

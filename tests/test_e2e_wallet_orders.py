@@ -313,6 +313,24 @@ async def test_markups_at_every_level_and_an_exchange_rate(tmp_path: Path) -> No
         await stop_bot(bot)
 
 
+async def test_service_buttons_and_cards_show_the_customers_rate(tmp_path: Path) -> None:
+    bot = await wallet_bot(
+        tmp_path, shop_currency="PHP", exchange_rate=Decimal("56.5"), markup_percent=Decimal(10)
+    )
+    try:
+        alice = bot.user(ALICE, "Alice")
+        await alice.send("/order")
+        services = await alice.press("TikTok")
+        # 2.10 USD per 1000 on the panel: 2.10 × 56.5 × 1.10 = 130.515 → 130.52 PHP
+        labels = [button.text for row in services.buttons for button in row]
+        [followers] = [label for label in labels if label.startswith("TikTok Followers")]
+        assert "130.52 PHP/1000" in followers and "USD" not in followers
+        card = await alice.press("TikTok Followers")
+        assert "Price: 130.52 PHP per 1000" in card.text and "2.10" not in card.text
+    finally:
+        await stop_bot(bot)
+
+
 async def test_a_negative_rate_is_not_offered(tmp_path: Path) -> None:
     bot = await wallet_bot(tmp_path)
     try:

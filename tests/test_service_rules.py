@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot import services
+from bot.billing import Markups
 from bot.forms import (
     add_arguments,
     next_field,
@@ -21,6 +22,7 @@ from bot.forms import (
 )
 from bot.i18n import create_i18n
 from bot.money import format_money
+from bot.ordering import PriceList
 from bot.panel.client import PanelClient
 from bot.panel.models import Service
 from bot.services import (
@@ -43,6 +45,7 @@ from tests.factories import make_service, panel_service
 
 LINK = "https://instagram.com/someone"
 CURRENCY = "USD"
+TEAM_PRICES = PriceList(CURRENCY, None, Markups())  # the panel's rates, as in team mode
 # What a customer types at each step.
 TYPED = {
     "link": LINK, "quantity": "2500", "comments": "one\ntwo\nthree", "dripfeed": "yes",
@@ -178,8 +181,8 @@ def test_an_unknown_type_asks_and_takes_what_default_does() -> None:
 
 def quoted_price(service: Service) -> tuple[str, str]:
     """The button line and the card's price line, as the customer reads them."""
-    card = service_card(service, CURRENCY).splitlines()
-    return service_line(service, CURRENCY), next(x for x in card if x.startswith("Price:"))
+    card = service_card(service, TEAM_PRICES).splitlines()
+    return service_line(service, TEAM_PRICES), next(x for x in card if x.startswith("Price:"))
 
 
 @pytest.mark.parametrize(
@@ -199,7 +202,7 @@ async def test_an_unknown_type_is_quoted_and_charged_per_1000(
     line, card_price = quoted_price(service)
     assert line == "Instagram Followers Bundle · 1.20 USD/1000 · 100–10,000"
     assert card_price == "Price: 1.20 USD per 1000"
-    assert "Quantity: 100 to 10,000" in service_card(service, CURRENCY)
+    assert "Quantity: 100 to 10,000" in service_card(service, TEAM_PRICES)
     assert [step.name for step in steps_for(service)] == steps
     answers = fill_form(service)
     price = order_price(service, answers)
@@ -224,7 +227,7 @@ async def test_a_package_is_quoted_and_charged_its_rate(type_: str, steps: list[
     line, card_price = quoted_price(service)
     assert line == "Instagram Followers Bundle · 4.20 USD"
     assert card_price == "Price: 4.20 USD"
-    assert "Quantity:" not in service_card(service, CURRENCY)
+    assert "Quantity:" not in service_card(service, TEAM_PRICES)
     assert [step.name for step in steps_for(service)] == steps
     answers = fill_form(service)
     assert order_price(service, answers) == Decimal("4.20")
@@ -234,7 +237,7 @@ async def test_a_package_is_quoted_and_charged_its_rate(type_: str, steps: list[
 async def test_a_list_type_is_charged_for_its_lines() -> None:
     raw = panel_service(**BUNDLE, type=" custom comments", rate="8", min=1, max=100)
     service = Service.model_validate(raw)
-    assert format_money(service.rate, CURRENCY) in service_line(service, CURRENCY)
+    assert format_money(service.rate, CURRENCY) in service_line(service, TEAM_PRICES)
     answers = fill_form(service)
     assert order_price(service, answers) == Decimal("0.024")  # 3 lines × 8 / 1000
     assert await sandbox_charge(raw, answers) == Decimal("0.024")
