@@ -8,7 +8,9 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import LedgerEntry, Topup, TopupState
+from storage.db import utcnow
+from storage.models import KeyValue, LedgerEntry, Topup, TopupState
+from storage.upsert import upsert_statement
 
 
 async def add_topup(
@@ -49,3 +51,17 @@ async def booked_references(session: AsyncSession, references: list[str]) -> set
         select(LedgerEntry.reference).where(LedgerEntry.reference.in_(references))
     )
     return set(rows.scalars())
+
+
+async def first_alert(session: AsyncSession, key: str) -> bool:
+    """Remember that the admins were told about `key`; True only the first time (on every
+    instance together: the insert is insert-or-nothing)."""
+    dialect = session.get_bind().dialect.name
+    statement = upsert_statement(
+        dialect,
+        KeyValue.__table__,  # type: ignore[arg-type]
+        ["key"],
+        [],
+    ).returning(KeyValue.__table__.c.key)
+    values = {"key": key, "value": "told", "updated_at": utcnow()}
+    return (await session.execute(statement, values)).first() is not None

@@ -199,10 +199,19 @@ class StarPayments:
     # --- user side -----------------------------------------------------------------------
 
     async def pay(
-        self, chat_id: int, user_id: int, message_id: int, *, bot_id: int | None = None
+        self,
+        chat_id: int,
+        user_id: int,
+        message_id: int,
+        *,
+        bot_id: int | None = None,
+        deliver: bool = True,
     ) -> Message:
         """The user pays an invoice: pre-checkout query, the bot's answer, then the
-        `successful_payment` message (returned). Raises PaymentFailed, ValueError."""
+        `successful_payment` message (returned). Raises PaymentFailed, ValueError.
+
+        `deliver=False`: the payment happens but its update never reaches the bot (a bot that
+        crashed after confirming it), so only getStarTransactions knows of it."""
         bot = self._emu.bot_state(bot_id)
         user, log = self._emu.user_in_chat(bot, user_id, chat_id)
         invoice_message = log.get(message_id)
@@ -260,7 +269,7 @@ class StarPayments:
             "telegram_payment_charge_id": charge.charge_id,
             "provider_payment_charge_id": "",
         }
-        return self._post(bot, log, user, {"successful_payment": paid})
+        return self._post(bot, log, user, {"successful_payment": paid}, deliver=deliver)
 
     def refund_elsewhere(self, charge_id: str, *, bot_id: int | None = None) -> Message:
         """A refund the bot did not ask for (Telegram support, a dispute): the Stars go back
@@ -298,8 +307,17 @@ class StarPayments:
             }
         )
 
-    def _post(self, bot: BotState, log: ChatLog, user: JsonDict, attachment: JsonDict) -> Message:
+    def _post(
+        self,
+        bot: BotState,
+        log: ChatLog,
+        user: JsonDict,
+        attachment: JsonDict,
+        *,
+        deliver: bool = True,
+    ) -> Message:
         message = log.add_message(user, "", attachment=attachment)
-        bot.enqueue("message", message.to_telegram())
+        if deliver:
+            bot.enqueue("message", message.to_telegram())
         self._emu.changed()
         return message
