@@ -211,3 +211,16 @@ async def test_the_daily_comparison_finds_an_unbooked_payment(shop: BotUnderTest
     assert await shop.services.payments.unbooked_payments(shop.bot) == [charge]
     await shop.emulator.settle()
     assert len([m for m in admin.bot_messages if charge in m.text]) == 1  # told once
+
+
+def test_the_playground_runs_the_shop_with_stars() -> None:
+    from playground.run import check_user_settings
+
+    settings = check_user_settings({"billing": "wallet", "shop_currency": "PHP"})
+    assert settings.wallet_mode and settings.shop_currency == "PHP"
+    assert settings.star_price == Decimal("0.02")
+    own_price = check_user_settings(
+        {"billing": "wallet", "shop_currency": "USD", "star_price": "0.5"}
+    )
+    assert own_price.star_price == Decimal("0.5")
+    assert check_user_settings({}).star_price is None  # team mode: no Stars
