@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from bot.metrics import Metrics, create_metrics_app, dependency_probes, serve_me
 from bot.ordering import Ordering
 from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
+from bot.payments import Payments
 from bot.people import People
 from bot.poller import Poller
 from handlers import get_routers
@@ -85,6 +87,7 @@ class Services:
     stats: Stats
     reconciliation: Reconciliation
     billing: Billing  # wallets and customer prices; used only with BILLING=wallet
+    payments: Payments  # Stars top-ups of wallets (BILLING=wallet with STAR_PRICE)
     sandbox: SandboxPanel | None = None
     # What several instances share beside the database (None: one instance, no Redis).
     redis: Redis | None = None
@@ -106,6 +109,7 @@ class Services:
             "stats": self.stats,
             "reconciliation": self.reconciliation,
             "billing": self.billing,
+            "payments": self.payments,
             "services": self,
         }
 
@@ -218,6 +222,7 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         stats=Stats(sessions, panel, settings),
         reconciliation=Reconciliation(sessions, settings, i18n),
         billing=Billing(sessions, settings),
+        payments=Payments(sessions, settings, i18n),
         panel=panel,
         catalog=catalog,
         i18n=i18n,
@@ -365,6 +370,9 @@ def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
         on_cycle=services.metrics.poll_cycle,
     )
     jobs: list[BackgroundJob] = [poller.run_forever, sender.run_forever]
+    if services.payments.offered:
+        # Payments Telegram took that the ledger never booked, told to the admins daily.
+        jobs.append(functools.partial(services.payments.run_daily, bot))
     if services.invalidation.shared:
         jobs.insert(0, services.invalidation.run_forever)
     return jobs

@@ -163,6 +163,32 @@ class WalletOpen(CallbackData, prefix="wo"):
     by: Member
 
 
+Cents = Annotated[int, Field(gt=0, lt=10**15)]
+
+
+class TopupPick(CallbackData, prefix="tp"):
+    """A top-up amount pressed on the wallet (in cents: what the button showed is what is
+    invoiced); `order` is the summary to come back to, 0 for none."""
+
+    cents: Cents
+    order: Id = 0
+    by: Member
+
+
+class TopupOther(CallbackData, prefix="tx"):
+    """ "Other amount" on the wallet: the member types it."""
+
+    order: Id = 0
+    by: Member
+
+
+class SummaryReturn(CallbackData, prefix="sr"):
+    """After a top-up: show the summary (a draft) the member left for the wallet again."""
+
+    order: Id
+    by: Member
+
+
 FLOW_BUTTONS: dict[str, type[CallbackData]] = {
     kind.__prefix__: kind
     for kind in (
@@ -190,12 +216,24 @@ MEMBER_BUTTONS: dict[str, type[CallbackData]] = {
         AccessRequest,
         FavouriteToggle,
         FavouritesPage,
+        WalletOpen,
+        TopupPick,
+        TopupOther,
+        SummaryReturn,
     )
 }
-ORDERING_BUTTONS = frozenset(MEMBER_BUTTONS) - {
-    LanguageChoice.__prefix__,
-    AccessRequest.__prefix__,
-}
+# Wallet buttons are not ordering ones: in reseller mode anyone not denied may top up.
+WALLET_BUTTONS = frozenset(
+    kind.__prefix__ for kind in (WalletOpen, TopupPick, TopupOther, SummaryReturn)
+)
+ORDERING_BUTTONS = (
+    frozenset(MEMBER_BUTTONS)
+    - {
+        LanguageChoice.__prefix__,
+        AccessRequest.__prefix__,
+    }
+    - WALLET_BUTTONS
+)
 
 
 def flow_of(data: str | None) -> int | None:

@@ -22,6 +22,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.access import Access
+from bot.config import Settings
 from bot.i18n import LANGUAGES
 from bot.people import People
 from handlers.access import refusal
@@ -94,22 +95,28 @@ async def message_too_old(query: CallbackQuery, callback_answer: CallbackAnswer)
     callback_answer.show_alert = True
 
 
-async def start(message: Message, state: FSMContext, access: Access | None) -> None:
+async def start(
+    message: Message, state: FSMContext, access: Access | None, settings: Settings
+) -> None:
     await state.clear()
     name = html.quote(message.from_user.first_name) if message.from_user else ""
     text = _("Hello, {name}!").format(name=name) + "\n\n" + help_text(access)
-    await message.answer(text, reply_markup=main_menu(message, access))
+    await message.answer(text, reply_markup=main_menu(message, access, settings.wallet_mode))
 
 
-def main_menu(message: Message, access: Access | None) -> ReplyKeyboardMarkup | None:
-    """The reply keyboard ("🛒 New order / 📋 My orders") in the current language, for those
-    who may order, in private chats (in groups it would cover everyone's keyboard)."""
+def main_menu(
+    message: Message, access: Access | None, wallet: bool = False
+) -> ReplyKeyboardMarkup | None:
+    """The reply keyboard ("🛒 New order / 📋 My orders", and "💳 Wallet" in reseller mode)
+    in the current language, for those who may order, in private chats (in groups it would
+    cover everyone's keyboard)."""
     if message.chat.type != "private" or access is None or not access.may_order:
         return None
+    row = [KeyboardButton(text=menu_text("order")), KeyboardButton(text=menu_text("orders"))]
+    if wallet:
+        row.append(KeyboardButton(text=menu_text("wallet")))
     return ReplyKeyboardMarkup(
-        keyboard=[
-            [KeyboardButton(text=menu_text("order")), KeyboardButton(text=menu_text("orders"))]
-        ],
+        keyboard=[row],
         resize_keyboard=True,
         is_persistent=True,
     )
@@ -143,11 +150,12 @@ async def set_language(
     people: People,
     i18n: I18n,
     access: Access | None,
+    settings: Settings,
 ) -> None:
     await people.set_language(query.from_user.id, callback_data.code)
     with i18n.use_locale(callback_data.code):
         text = _("Language set: {name}.").format(name=LANGUAGE_NAMES[callback_data.code])
-        menu = main_menu(message, access)
+        menu = main_menu(message, access, settings.wallet_mode)
     if menu is None:
         await replace(query, text)
         return

@@ -68,7 +68,7 @@ FLOW_PREFIXES = frozenset(FLOW_BUTTONS)
 
 def menu_text(name: str) -> str:
     """The label of a reply-keyboard menu button, in the current language."""
-    labels = {"order": _("🛒 New order"), "orders": _("📋 My orders")}
+    labels = {"order": _("🛒 New order"), "orders": _("📋 My orders"), "wallet": _("💳 Wallet")}
     return labels[name]
 
 

@@ -443,6 +443,25 @@ async def _show_summary(
     await _show(origin, state, summary, markup, typed=False)
 
 
+async def show_draft(
+    target: Message, state: FSMContext, catalog: Catalog, ordering: Ordering, draft: int, by: int
+) -> bool:
+    """The summary of the conversation's draft again, as a new message (back from the wallet
+    after a top-up); False when that draft is no longer waiting for Confirm."""
+    order = await ordering.find(target.chat.id, draft)
+    service, answers = await _form(state, catalog)
+    data = await state.get_data()
+    if order is None or order.state != SubmissionState.DRAFT or service is None:
+        return False
+    if data.get("order") != draft:
+        return False
+    await state.set_state(OrderForm.confirming)
+    changeable = [field.name for field in steps_for(service) if field.name in CHANGEABLE]
+    markup = keyboards.confirmation(draft, await _menu_of(state, target, by), changeable)
+    await target.answer(texts.summary(order, service, answers), reply_markup=markup)
+    return True
+
+
 async def change_answer(
     query: CallbackQuery,
     callback_data: FormAction,

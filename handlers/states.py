@@ -14,3 +14,7 @@ class OrderForm(StatesGroup):
 
 class Reconcile(StatesGroup):
     panel_order_id = State()  # waiting for the panel's id of an "unknown" order
+
+
+class TopupForm(StatesGroup):
+    amount = State()  # "Other amount": waiting for the amount to top up

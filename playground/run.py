@@ -68,7 +68,20 @@ USER_SETTINGS: tuple[str, ...] = (
     "DEFAULT_LANGUAGE",
     "POLL_INTERVAL",
     "POLL_AGING",
+    # Reseller mode: `BILLING=wallet SHOP_CURRENCY=USD make run` tries the whole shop offline.
+    "BILLING",
+    "SHOP_CURRENCY",
+    "EXCHANGE_RATE",
+    "MARKUP_PERCENT",
+    "STAR_PRICE",
+    "TOPUP_AMOUNTS",
+    "MIN_TOPUP",
+    "SUPPORT_CONTACT",
+    "TERMS_TEXT",
 )
+# In reseller mode Stars are offered even without a STAR_PRICE of the user's: one Star is
+# worth this much of the shop currency (a user's STAR_PRICE wins).
+PLAYGROUND_STAR_PRICE = "0.02"
 # What the playground itself changes from the bot's defaults (a user's setting still wins).
 PLAYGROUND_DEFAULTS: dict[str, Any] = {"poll_interval": POLL_INTERVAL, "panel_timeout": 10.0}
 
@@ -95,6 +108,8 @@ def playground_settings(
     values.update(PLAYGROUND_DEFAULTS)
     allowed = {name.lower() for name in USER_SETTINGS}
     values.update({name: value for name, value in (user or {}).items() if name in allowed})
+    if values.get("billing") == "wallet" and values.get("star_price") is None:
+        values["star_price"] = PLAYGROUND_STAR_PRICE
     values.update(
         bot_token=TOKEN,
         telegram_api_url=telegram_api_url,

@@ -1,5 +1,5 @@
 """Database tables: chats, users, orders, refills, the outbox, FSM state, a small key-value,
-and the reseller ledger (entries, wallets, markups)."""
+and the reseller ledger (entries, wallets, markups, pending Stars top-ups)."""
 
 from __future__ import annotations
 
@@ -279,3 +279,27 @@ class Markup(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     percent: Mapped[Decimal]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class TopupState(enum.StrEnum):
+    PENDING = "pending"  # the invoice was sent; nothing paid yet
+    PAID = "paid"  # at least one payment of its invoice was credited
+
+
+class Topup(Base):
+    """A Stars top-up a customer pressed: the amount to credit and the Stars its invoice asks.
+
+    The invoice's payload names the row, so the pre-checkout and the payment read what was
+    pressed, never what the payload claims. The money itself is in the ledger only.
+    """
+
+    __tablename__ = "topups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH))
+    stars: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=TopupState.PENDING)
+    return_order: Mapped[int | None] = mapped_column(Integer)  # the summary to show again
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

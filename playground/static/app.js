@@ -347,6 +347,13 @@ function renderMessage(message) {
   if (message.reply_to_message_id) bubble.append(renderQuote(message.reply_to_message_id));
   const text = el("div", "text");
   text.dataset.testid = "message-text";
+  const attachment = message.attachment || {};
+  if (attachment.invoice) bubble.append(renderInvoice(message, attachment.invoice));
+  else if (attachment.successful_payment) {
+    text.append(el("span", "payment-note", `Paid ⭐ ${attachment.successful_payment.total_amount}`));
+  } else if (attachment.refunded_payment) {
+    text.append(el("span", "payment-note", `Refunded ⭐ ${attachment.refunded_payment.total_amount}`));
+  }
   text.append(renderHtml(message.html || ""));
   const meta = el("span", "meta");
   if (message.edited) meta.append(el("span", "edited", "edited"));
@@ -361,6 +368,39 @@ function renderMessage(message) {
   row.append(body);
   row.addEventListener("dblclick", () => replyTo(message.message_id));
   return row;
+}
+
+/** An invoice (sendInvoice) as Telegram draws it: a card with its title, description and a
+ * "Pay ⭐ N" button that pays it as the current persona (pre-checkout, then the payment). */
+function renderInvoice(message, invoice) {
+  const card = el("div", "invoice");
+  card.dataset.testid = "invoice";
+  card.append(el("div", "invoice-title", invoice.title));
+  card.append(el("div", "invoice-description", invoice.description));
+  card.append(el("div", "invoice-total", `⭐ ${invoice.total_amount}`));
+  const pay = el("button", "ik-button invoice-pay", `Pay ⭐ ${invoice.total_amount}`);
+  pay.type = "button";
+  pay.dataset.testid = "invoice-pay";
+  pay.addEventListener("click", () => payInvoice(message, pay));
+  card.append(pay);
+  return card;
+}
+
+async function payInvoice(message, button) {
+  button.classList.add("pending");
+  button.disabled = true;
+  try {
+    const answer = await api("/user-api/pay", {
+      method: "POST",
+      body: { user_id: app.persona.id, chat_id: app.chatId, message_id: message.message_id },
+    });
+    if (!answer.paid) showToast(`Payment failed: ${answer.error}`);
+  } catch (error) {
+    showToast(`Not paid: ${error.message}`);
+  } finally {
+    button.classList.remove("pending");
+    button.disabled = false;
+  }
 }
 
 /** Bubbles of one sender in a row form a group: the name on the first, the tail on the last. */

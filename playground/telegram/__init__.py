@@ -3,6 +3,7 @@
 from playground.telegram.errors import ApiError
 from playground.telegram.html import parse_html, utf16_length
 from playground.telegram.limits import RateLimits
+from playground.telegram.payments import PaymentFailed, StarPayments
 from playground.telegram.server import TelegramEmulator
 from playground.telegram.state import BotError, BotRequest, EmulatorStats
 from playground.telegram.users import (
@@ -26,7 +27,9 @@ __all__ = [
     "ChatUser",
     "EmulatorStats",
     "Message",
+    "PaymentFailed",
     "RateLimits",
+    "StarPayments",
     "TelegramEmulator",
     "UserApi",
     "Webhook",

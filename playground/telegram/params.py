@@ -20,6 +20,8 @@ _JSON_FIELDS = frozenset(
         "scope",
         "link_preview_options",
         "caption_entities",
+        "prices",
+        "suggested_tip_amounts",
     }
 )
 _INT_FIELDS = frozenset(
@@ -43,6 +45,9 @@ _BOOL_FIELDS = frozenset(
         "allow_sending_without_reply",
         "drop_pending_updates",
         "disable_web_page_preview",
+        "ok",
+        "need_name",
+        "is_flexible",
     }
 )
 _INT_TEXT = re.compile(r"^-?\d+$")

@@ -10,7 +10,9 @@ Supported methods: getMe, getUpdates (real long polling), setWebhook (updates PO
 see `webhook.py`), sendMessage, editMessageText,
 editMessageReplyMarkup, deleteMessage, answerCallbackQuery, sendChatAction, setMyCommands,
 getMyCommands, deleteMyCommands, deleteWebhook, getWebhookInfo, set/getMyDescription,
-set/getMyShortDescription, set/getMyName. Anything else answers 404 "Not Found: method not found".
+set/getMyShortDescription, set/getMyName, and Telegram Stars (sendInvoice,
+answerPreCheckoutQuery, refundStarPayment, getStarTransactions: see `payments.py`).
+Anything else answers 404 "Not Found: method not found".
 Method names are case-insensitive, as on Telegram. Only parse_mode HTML is understood.
 
 Where it is stricter than Telegram, on purpose: with `strict_html=True` (the default) an `&`
@@ -57,6 +59,7 @@ from playground.telegram.html import (
 from playground.telegram.limits import Faults, RateLimiter, RateLimits
 from playground.telegram.markup import check_reply_markup, inline_part
 from playground.telegram.params import int_param, optional_int, read_params
+from playground.telegram.payments import StarPayments
 from playground.telegram.state import (
     BotError,
     BotRequest,
@@ -137,6 +140,8 @@ class TelegramEmulator:
         self.bot_is_busy: Callable[[], bool] | None = None
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        # Telegram Stars: invoices, pre-checkout queries, charges, refunds (payments.py).
+        self.payments = StarPayments(self)
         self._methods: dict[str, tuple[str, MethodHandler]] = {
             name.lower(): (name, handler) for name, handler in self._method_table().items()
         }
@@ -338,6 +343,10 @@ class TelegramEmulator:
                         return [dict(command) for command in commands]
         return []
 
+    def bot_state(self, bot_id: int | None = None) -> BotState:
+        """The state of one bot (the first by default), for the emulator's own modules."""
+        return self._bot(bot_id)
+
     def _bot(self, bot_id: int | None) -> BotState:
         if bot_id is None:
             return next(iter(self._bots.values()))
@@ -413,6 +422,20 @@ class TelegramEmulator:
     def unanswered_callback_queries(self, bot_id: int | None = None) -> list[str]:
         """Ids of callback queries the bot never answered (the user would see a spinner)."""
         return [q.query_id for q in self._bot(bot_id).callbacks.values() if not q.answered]
+
+    def repeat(self, chat_id: int, message_id: int, *, bot_id: int | None = None) -> None:
+        """Deliver the `message` update of a message once more, as Telegram does when a bot
+        crashed before confirming it (a payment update repeated, say)."""
+        bot = self._bot(bot_id)
+        log = bot.chats.get(chat_id)
+        message = log.get(message_id) if log else None
+        if log is None or message is None or message.from_bot:
+            raise ValueError(f"no user message {message_id} in chat {chat_id}")
+        bot.enqueue("message", message.to_telegram(self._replied(log, message)))
+        self._changed()
+
+    def user_in_chat(self, bot: BotState, user_id: int, chat_id: int) -> tuple[JsonDict, ChatLog]:
+        return self._user_in_chat(bot, user_id, chat_id)
 
     def _user_in_chat(self, bot: BotState, user_id: int, chat_id: int) -> tuple[JsonDict, ChatLog]:
         user = self._users.get(user_id)
@@ -550,6 +573,9 @@ class TelegramEmulator:
             lines.append(f"{len(bot.updates)} update(s) not yet fetched by getUpdates")
         return "\n".join(lines)
 
+    def changed(self) -> None:
+        self._changed()
+
     def _changed(self) -> None:
         """Wake every waiter (long polls, ChatUser waits) to re-check its condition."""
         self._change.set()
@@ -641,6 +667,7 @@ class TelegramEmulator:
             "getMyShortDescription": self._setting_getter("short_description"),
             "setMyName": self._setting_setter("name"),
             "getMyName": self._setting_getter("name"),
+            **self.payments.methods(),
         }
 
     # --- methods: the bot itself and updates --------------------------------------------
@@ -741,6 +768,14 @@ class TelegramEmulator:
         return deliverer.webhook.url if deliverer else None
 
     # --- methods: messages --------------------------------------------------------------
+
+    def target_chat(self, bot: BotState, params: JsonDict) -> ChatLog:
+        """The chat a method writes to (chat_id), refused like Telegram (unknown, blocked)."""
+        return self._target_chat(bot, params)
+
+    def admit(self, log: ChatLog) -> None:
+        """Count one message against the rate limits (429 when over)."""
+        self._admit(log)
 
     def _target_chat(self, bot: BotState, params: JsonDict) -> ChatLog:
         chat_id = params.get("chat_id")

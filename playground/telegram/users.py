@@ -22,6 +22,8 @@ with status 400 (bad input) or 404 (unknown chat).
                                                 -> {"ok", "message": {...}}  (the user's message)
     POST /user-api/press    {user_id, chat_id, message_id, callback_data}
                                                 -> {"ok", "callback_query_id": "..."}
+    POST /user-api/pay      {user_id, chat_id, message_id}  (an invoice; waits for the bot's
+        pre-checkout answer) -> {"ok", "paid": true, "message"} or {"ok", "paid": false, "error"}
     GET  /user-api/chats/{chat_id}/messages?after_version=N&timeout=25
         long-polls until the chat's version exceeds N (a message was sent, edited or deleted, or
         a callback query was answered), then -> {"ok", "version", "messages": [...],
@@ -33,7 +35,8 @@ with status 400 (bad input) or 404 (unknown chat).
 
 A message dict is `Message.to_dict()`: message_id, chat_id, date, from, from_bot, text (plain),
 html, entities, reply_markup (raw), buttons, reply_to_message_id, edited, edit_date,
-force_reply, version. A callback answer dict is `CallbackAnswer.to_dict()`.
+force_reply, version, attachment (an invoice, a successful_payment…). A callback answer dict
+is `CallbackAnswer.to_dict()`.
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class Message:
     edited: int = 0
     edit_date: int | None = None
     version: int = 0
+    # Fields beside the text, as the Bot API names them: `invoice`, `successful_payment`,
+    # `refunded_payment` (see `playground.telegram.payments`); such a message has no text.
+    attachment: JsonDict | None = None
 
     @property
     def chat_id(self) -> int:
@@ -106,6 +112,11 @@ class Message:
     def force_reply(self) -> bool:
         return (self.reply_markup or {}).get("force_reply") is True
 
+    @property
+    def invoice(self) -> JsonDict | None:
+        """The invoice this message is (sendInvoice), or None."""
+        return (self.attachment or {}).get("invoice")
+
     def to_telegram(self, reply_to: Message | None = None) -> JsonDict:
         """The Bot API `Message` object, as getUpdates and sendMessage return it."""
         result: JsonDict = {
@@ -113,8 +124,10 @@ class Message:
             "from": self.sender,
             "chat": self.chat,
             "date": self.date,
-            "text": self.text,
         }
+        if self.text or not self.attachment:
+            result["text"] = self.text
+        result.update(self.attachment or {})
         if self.entities:
             result["entities"] = self.entities
         if self.edit_date is not None:
@@ -144,6 +157,7 @@ class Message:
             "edit_date": self.edit_date,
             "force_reply": self.force_reply,
             "version": self.version,
+            "attachment": self.attachment,
         }
 
 
@@ -224,6 +238,7 @@ class ChatLog:
         html_text: str | None = None,
         reply_markup: JsonDict | None = None,
         reply_to_message_id: int | None = None,
+        attachment: JsonDict | None = None,
     ) -> Message:
         message = Message(
             message_id=self._next_message_id,
@@ -236,6 +251,7 @@ class ChatLog:
             reply_markup=reply_markup,
             reply_to_message_id=reply_to_message_id,
             version=self.version + 1,
+            attachment=attachment,
         )
         self._next_message_id += 1
         self._messages[message.message_id] = message
@@ -296,6 +312,7 @@ class ChatUser:
         self._log = log
         self.bot_id = bot_id
         self._cursor = log.version
+        self.last_payment: Message | None = None
 
     def __repr__(self) -> str:
         return f"<ChatUser {self.id} in chat {self.chat_id}>"
@@ -393,6 +410,28 @@ class ChatUser:
         """
         description = "matching the predicate" if predicate else "at all"
         return await self._next_bot_message(timeout, description, predicate)
+
+    # --- paying (Telegram Stars, see playground.telegram.payments) -----------------------
+
+    async def pay(
+        self,
+        invoice: Message,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+    ) -> Message:
+        """Pay an invoice in Stars: the bot gets a pre-checkout query and, once it answered
+        ok, the `successful_payment` message (kept in `last_payment`). Returns the first bot
+        message after the payment; raises PaymentFailed when the bot refused or was late."""
+        self.last_payment = await self._emu.payments.pay(
+            self.chat_id, self.id, invoice.message_id, bot_id=self.bot_id
+        )
+        self._cursor = self.last_payment.version
+        return await self._next_bot_message(timeout, "after paying the invoice")
+
+    def repeat(self, message: Message) -> None:
+        """Telegram delivers this (payment) message's update once more."""
+        self._cursor = self._log.version
+        self._emu.repeat(self.chat_id, message.message_id, bot_id=self.bot_id)
 
     # --- pressing -----------------------------------------------------------------------
 
@@ -581,6 +620,8 @@ def _describe(message: Message) -> list[str]:
     edited = f" [edited x{message.edited}]" if message.edited else ""
     reply = f" (reply to #{message.reply_to_message_id})" if message.reply_to_message_id else ""
     lines = [f"  #{message.message_id} {who}{reply}: {message.text!r}{edited}"]
+    for kind, value in (message.attachment or {}).items():
+        lines.append(f"      {kind}: {value}")
     for row in message.buttons:
         lines.append("      " + " ".join(f"[{b.text} | {b.value}]" for b in row))
     if message.keyboard:
@@ -619,6 +660,7 @@ class UserApi:
             web.post("/user-api/chats", wrap(self.post_chat)),
             web.post("/user-api/send", wrap(self.post_send)),
             web.post("/user-api/press", wrap(self.post_press)),
+            web.post("/user-api/pay", wrap(self.post_pay)),
             web.get("/user-api/chats/{chat_id}/messages", wrap(self.get_messages)),
             web.get("/user-api/chats/{chat_id}/callback-answers", wrap(self.get_answers)),
             web.get("/user-api/chats/{chat_id}/commands", wrap(self.get_commands)),
@@ -708,6 +750,24 @@ class UserApi:
         except ValueError as error:
             raise UserInputError(str(error)) from error
         return _ok(callback_query_id=query_id)
+
+    async def post_pay(self, request: web.Request) -> web.Response:
+        from playground.telegram.payments import PaymentFailed
+
+        body = await _body(request)
+        log = self._chat(_int_field(body, "chat_id"), body.get("bot_id"))
+        try:
+            payment = await self._emu.payments.pay(
+                log.chat_id,
+                _int_field(body, "user_id"),
+                _int_field(body, "message_id"),
+                bot_id=_optional_int(body.get("bot_id"), "bot_id"),
+            )
+        except PaymentFailed as error:
+            return _ok(paid=False, error=str(error))
+        except ValueError as error:
+            raise UserInputError(str(error)) from error
+        return _ok(paid=True, message=payment.to_dict())
 
     async def get_messages(self, request: web.Request) -> web.Response:
         log = self._chat(_path_chat_id(request), request.query.get("bot_id"))
