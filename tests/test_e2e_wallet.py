@@ -224,3 +224,29 @@ def test_the_playground_runs_the_shop_with_stars() -> None:
     )
     assert own_price.star_price == Decimal("0.5")
     assert check_user_settings({}).star_price is None  # team mode: no Stars
+
+
+async def test_a_short_balance_tops_up_and_comes_back_to_the_same_summary(
+    shop: BotUnderTest,
+) -> None:
+    alice = shop.user(ALICE, "Alice")
+    await alice.send("/order")
+    await alice.press("TikTok")
+    await alice.press("TikTok Followers")
+    await alice.send("https://tiktok.com/@me")
+    summary = await alice.send("1000")  # 2.10 USD
+    short = await alice.press("Confirm", message=summary)
+    assert "balance" in short.text.lower() and "0.00 USD" in short.text
+    assert not [r for r in shop.sandbox.request_log if r.action == "add"]
+
+    wallet = await alice.press("Top up")
+    assert "Balance: 0.00 USD" in wallet.text
+    invoice = await alice.press("⭐ 5.00 USD")
+    paid = await alice.pay(invoice)
+    assert "Balance: 5.00 USD" in paid.text
+    back = await alice.press("Back to your order", message=paid)
+    assert "Please check your order" in back.text and "2.10 USD" in back.text
+    placed = await alice.press("Confirm", message=back)
+    assert "Order placed" in placed.text
+    assert len([r for r in shop.sandbox.request_log if r.action == "add"]) == 1
+    assert await balance(shop, ALICE) == Decimal("2.90")
