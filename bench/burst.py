@@ -159,7 +159,7 @@ async def _drain(cluster: Cluster, notices: int) -> tuple[int, float, int]:
 def burst_summary(result: BurstResult) -> tuple[str, str, str, str]:
     """The summary table's row: figures, target, verdict."""
     if result.skipped or not result.runs:
-        return ("6. Several instances", f"skipped: {result.skipped}", "–", "–")
+        return ("7. A burst on several instances", f"skipped: {result.skipped}", "–", "–")
     figures = "; ".join(
         f"{run.instances} instance{'s' if run.instances > 1 else ''}: "
         f"{run.updates_per_second:.0f} updates/s, p95 {run.latency(0.95) * 1000:.0f} ms, "
@@ -168,12 +168,17 @@ def burst_summary(result: BurstResult) -> tuple[str, str, str, str]:
     )
     met = all(r.too_many_requests == 0 and r.answered == r.updates for r in result.runs)
     verdict = "met" if met else "**not met**"
-    return ("6. Several instances", figures, "every update answered; 0 answers of 429", verdict)
+    return (
+        "7. A burst on several instances",
+        figures,
+        "every update answered; 0 answers of 429",
+        verdict,
+    )
 
 
 def burst_section(result: BurstResult) -> list[str]:
     lines = [
-        "## 6. Several instances",
+        "## 7. A burst on several instances",
         "",
         f"A burst of {result.customers:,} customers (each `/start`, then `/order`), at most "
         f"{result.in_flight} waiting for an answer at once, against real bot processes in "

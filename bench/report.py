@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from bench.burst import burst_section, burst_summary
 from bench.catalog import CatalogResult
 from bench.delivery import DeliveryResult
+from bench.instances import InstancesResult
 from bench.memory import MemoryResult
 from bench.polling import BUSY, QUIET, CycleRow, PollingResult
 from bench.profiling import ProfileSummary
@@ -85,6 +86,8 @@ def render(results: Results) -> str:
         lines += catalog_section(results.catalog)
     if results.memory is not None:
         lines += memory_section(results.memory)
+    if results.instances is not None:
+        lines += instances_section(results.instances)
     if results.burst is not None:
         lines += burst_section(results.burst)
     lines += [
@@ -181,6 +184,15 @@ def summary_section(results: Results) -> list[str]:
                 f"{mib(memory.aiogram_kib)}",
                 "none set",
                 "–",
+            )
+        )
+    if (instances := results.instances) is not None:
+        rows.append(
+            (
+                "6. Several instances",
+                instances_headline(instances),
+                "3 instances sharing the limits: 0 429s, 0 lost",
+                instances_verdict(instances),
             )
         )
     if (burst := results.burst) is not None:
@@ -696,3 +708,95 @@ def memory_section(memory: MemoryResult) -> list[str]:
 def catalog_growth(memory: MemoryResult) -> int:
     stages = memory.stages
     return stages.get("catalog loaded", 0) - stages.get("services and dispatcher built", 0)
+
+
+# --- 6. several instances ------------------------------------------------------------------------
+def instances_headline(result: InstancesResult) -> str:
+    return "; ".join(
+        f"{run.label}: {num(run.per_second(result.messages), 1)} messages/s, "
+        f"{plural(run.too_many, '429')}"
+        for run in result.runs
+    )
+
+
+def instances_verdict(result: InstancesResult) -> str:
+    shared = result.run(3)
+    if shared is None:
+        return f"skipped ({result.skipped})"
+    return "; ".join(
+        (
+            verdict(shared.too_many == 0 and not shared.timed_out, f"{shared.too_many} 429s"),
+            verdict(shared.lost == 0, f"{shared.lost} lost"),
+        )
+    )
+
+
+def instances_section(result: InstancesResult) -> list[str]:
+    limits, workload = result.limits, result.workload
+    ideal = result.messages / limits.global_per_second
+    lines = [
+        "## 6. Delivery by several instances",
+        "",
+        f"{workload.private_chats * workload.per_chat:,} notifications to "
+        f"{workload.private_chats:,} private chats ({workload.per_chat} each) and "
+        f"{workload.groups * workload.per_group:,} to {workload.groups} groups "
+        f"({workload.per_group} each) in one SQLite outbox, drained by 1 or 3 real "
+        "`OutboxSender.run_forever()` instances, each with its own owner id, database engine, "
+        "`aiogram.Bot` (one token) and Redis client, against the Telegram emulator enforcing "
+        f"{num(limits.global_per_second)} messages/s overall, "
+        f"{num(limits.per_chat_per_second)}/s per chat and "
+        f"{num(limits.per_group_per_minute)}/min per group (sliding windows). With limits "
+        "shared, the overall and per-group limits go through Redis (`bot.limits.RedisLimiter`, "
+        "`TEST_REDIS_URL`); with their own, each instance keeps the whole limit for itself, as "
+        "every instance did before. One run of each; the overall limit alone needs "
+        f"{num(ideal, 1)} s.",
+        "",
+    ]
+    if result.skipped:
+        lines += [f"The shared runs were skipped ({result.skipped}).", ""]
+    lines += table(
+        (
+            "Run",
+            "Messages/s",
+            "Drain time",
+            "429s",
+            "Most sends started in one second",
+            "Sent by each instance",
+            "Lost",
+            "Twice",
+        ),
+        (
+            (
+                run.label,
+                f"**{num(run.per_second(result.messages), 1)}**",
+                f"{num(run.seconds, 1)} s" + (" (timed out)" if run.timed_out else ""),
+                f"**{run.too_many:,}**",
+                f"{run.peak_per_second} (limit {num(limits.global_per_second)})",
+                ", ".join(f"{sent:,}" for sent in run.sent_by),
+                run.lost,
+                run.duplicated,
+            )
+            for run in result.runs
+        ),
+    )
+    lines += [f"Targets: {instances_verdict(result)}.", "", instances_text(result), ""]
+    return lines
+
+
+def instances_text(result: InstancesResult) -> str:
+    text = ["**What it shows.**"]
+    if result.run(1) is not None:
+        text.append(
+            "Shared limits are one allowance, not a split: one instance alone drains at the "
+            "whole rate, three take turns (each sends what it claimed), and together they stay "
+            "within Telegram's windows."
+        )
+    own = result.run(3, shared=False)
+    if own is not None and own.too_many:
+        text.append(
+            f"With limits of their own, three instances start up to "
+            f"{own.peak_per_second} sends in one second and get {plural(own.too_many, '429')}; "
+            "each 429 pauses that instance for its `retry_after`, so they are not faster either."
+        )
+    text.append("Nothing is lost either way: a row leaves the outbox only once Telegram took it.")
+    return " ".join(text)

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from bench.burst import BurstResult, bench_burst
 from bench.catalog import CatalogResult, bench_catalog
 from bench.delivery import DeliveryResult, bench_delivery
+from bench.instances import InstancesResult, Workload, bench_instances
 from bench.machine import Machine, describe_machine
 from bench.memory import MemoryResult, bench_memory
 from bench.polling import PollingResult, bench_polling
@@ -18,7 +19,7 @@ from bench.updates import UpdatesResult, bench_updates
 from playground.telegram import RateLimits
 
 T = TypeVar("T")
-BENCHMARKS = ("updates", "polling", "delivery", "catalog", "memory", "burst")
+BENCHMARKS = ("updates", "polling", "delivery", "catalog", "memory", "instances", "burst")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class Sizes:
     delivery_per_group: int = 20
     delivery_repeats: int = 1
     delivery_limits: RateLimits = field(default_factory=RateLimits)
+    # The overall limit sets the pace: 812 messages are 27 s at 30/s, a group's 6 need 18 s.
+    instances_workload: Workload = field(
+        default_factory=lambda: Workload(private_chats=400, per_chat=2, groups=2, per_group=6)
+    )
+    instances_limits: RateLimits = field(default_factory=RateLimits)
     catalog_services: int = 5000
     catalog_iterations: int = 2000
     catalog_parse_iterations: int = 15
@@ -74,6 +80,10 @@ QUICK = Sizes(
     delivery_limits=RateLimits(
         global_per_second=200, per_chat_per_second=20, per_group_per_minute=600
     ),
+    instances_workload=Workload(private_chats=20, per_chat=2, groups=2, per_group=3),
+    instances_limits=RateLimits(
+        global_per_second=200, per_chat_per_second=20, per_group_per_minute=600
+    ),
     catalog_services=500,
     catalog_iterations=50,
     catalog_parse_iterations=3,
@@ -96,6 +106,7 @@ class Results:
     catalog: CatalogResult | None = None
     memory: MemoryResult | None = None
     burst: BurstResult | None = None
+    instances: InstancesResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each benchmark
     failures: dict[str, str] = field(default_factory=dict)  # benchmark → what went wrong
 
@@ -197,6 +208,13 @@ async def run_suite(
             results,
             "several instances",
             lambda: bench_burst(sizes.burst_customers, sizes.burst_in_flight, sizes.burst_notices),
+            say,
+        )
+    if "instances" in only:
+        results.instances = await _timed(
+            results,
+            "delivery by several instances",
+            lambda: bench_instances(sizes.instances_workload, sizes.instances_limits),
             say,
         )
     return results

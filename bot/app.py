@@ -26,7 +26,8 @@ from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
-from aiohttp import ClientError, ClientTimeout
+from aiohttp import ClientError, ClientTimeout, web
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
@@ -35,6 +36,8 @@ from bot.catalog import Catalog
 from bot.config import ConfigError, Settings
 from bot.i18n import create_i18n
 from bot.invalidation import CHANNEL, Invalidation
+from bot.limits import TelegramLimits, panel_limiter
+from bot.metrics import Metrics, create_metrics_app, dependency_probes, serve_metrics
 from bot.ordering import Ordering
 from bot.outbox import OutboxSender
 from bot.panel.client import PanelClient
@@ -43,7 +46,12 @@ from bot.poller import Poller
 from handlers import get_routers
 from handlers.common import command_menu
 from handlers.keyboards import NoticeKeyboards
-from handlers.middlewares import AnswerCallbacks, LanguageMiddleware, VisitorMiddleware
+from handlers.middlewares import (
+    AnswerCallbacks,
+    LanguageMiddleware,
+    UpdateMetrics,
+    VisitorMiddleware,
+)
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
 from storage.fsm import SqlStorage
@@ -55,6 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OFFICIAL_API = "https://api.telegram.org"
+ISOLATION_LOCK_SECONDS = 120  # see create_event_isolation
 REDIS_WAIT_SECONDS = 20  # a caller waits this long for a free Redis connection
 INVALIDATION_WAIT_SECONDS = 5  # start-up waits this long for the cache events' subscription
 
@@ -81,6 +90,9 @@ class Services:
     redis: Redis | None = None
     # Tells the other instances' caches what this one changed (a no-op without Redis).
     invalidation: Invalidation = field(default_factory=lambda: Invalidation(None))
+    # This bot's own registry: tests and several bots in one process count apart.
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_site: web.AppRunner | None = None
     jobs: list[BackgroundJob] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -109,9 +121,25 @@ class Services:
                 await task
         self._tasks.clear()
 
+    async def start_metrics_site(self, host: str | None = None, port: int | None = None) -> int:
+        """Serve /metrics, /healthz and /readyz on METRICS_PORT (or `port`; 0: any free one),
+        every interface unless `host` is given; `close` stops it. The port it listens on."""
+        port = self.settings.metrics_port if port is None else port
+        if port is None:
+            raise ValueError("METRICS_PORT is not set")
+        app = create_metrics_app(
+            self.metrics, self.sessions, dependency_probes(self.sessions, self.redis)
+        )
+        self.metrics_site = await serve_metrics(app, host, port)
+        return int(self.metrics_site.addresses[0][1])
+
     async def close(self) -> None:
-        """Stop tasks, then close the panel session, the sandbox and the database."""
+        """Stop tasks and the metrics site, then close the panel session, the sandbox and the
+        database."""
         await self.stop_background()
+        if self.metrics_site is not None:
+            await self.metrics_site.cleanup()
+            self.metrics_site = None
         await self.catalog.stop()
         await self.panel.close()
         if self.sandbox is not None:
@@ -163,10 +191,19 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         log.info("Using the built-in sandbox panel at %s", panel_url)
     else:
         panel_url, panel_key = settings.panel_api_url, settings.panel_api_key
-    panel = PanelClient(
-        panel_url, panel_key, timeout=settings.panel_timeout, max_rps=settings.panel_max_rps
-    )
     redis = create_redis(settings)
+    metrics = Metrics()
+    panel = PanelClient(
+        panel_url,
+        panel_key,
+        timeout=settings.panel_timeout,
+        max_rps=settings.panel_max_rps,
+        # PANEL_MAX_RPS holds for every instance on this account together.
+        limiter=None
+        if redis is None
+        else panel_limiter(redis, panel_url, _secret(panel_key), settings.panel_max_rps),
+        on_call=metrics.panel_call,
+    )
     invalidation = Invalidation(redis, channel=invalidation_channel(settings, redis))
     catalog = Catalog(panel.services, ttl=settings.catalog_ttl, bus=invalidation)
     sessions = create_session_factory(engine)
@@ -186,6 +223,7 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         sandbox=sandbox,
         redis=redis,
         invalidation=invalidation,
+        metrics=metrics,
     )
 
 
@@ -196,6 +234,10 @@ def invalidation_channel(settings: Settings, redis: Redis | None) -> str:
     bot_id = settings.bot_token.get_secret_value().split(":", 1)[0]
     database = 0 if redis is None else redis.connection_pool.connection_kwargs.get("db", 0)
     return f"{CHANNEL}:{bot_id}:{database}"
+
+
+def _secret(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 class TelegramSession(AiohttpSession):
@@ -270,7 +312,11 @@ def create_event_isolation(storage: BaseStorage) -> BaseEventIsolation:
     """A lock per FSM key: in Redis when the state lives there (several instances), else in
     this process."""
     if type(storage).__name__ == "RedisStorage":  # imported only when configured
-        isolation: BaseEventIsolation = storage.create_isolation()  # type: ignore[attr-defined]
+        # The lock must outlive the slowest bounded handler (an add: 2 × PANEL_TIMEOUT), or its
+        # release fails and a second update of the member could start beside it.
+        isolation: BaseEventIsolation = storage.create_isolation(  # type: ignore[attr-defined]
+            lock_kwargs={"timeout": ISOLATION_LOCK_SECONDS}
+        )
         return isolation
     return SimpleEventIsolation()
 
@@ -285,6 +331,8 @@ def create_dispatcher(services: Services) -> Dispatcher:
         events_isolation=create_event_isolation(storage),
         **services.dispatcher_kwargs(),
     )
+    # First, so that the time of the middlewares after it counts too.
+    UpdateMetrics(services.metrics.update_handled).setup(dispatcher)
     dispatcher.update.outer_middleware(VisitorMiddleware(services.people))
     LanguageMiddleware(services.i18n).setup(dispatcher)
     dispatcher.callback_query.middleware(AnswerCallbacks())
@@ -297,7 +345,13 @@ def create_dispatcher(services: Services) -> Dispatcher:
 def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
     """The poller and the outbox sender, wired so that new status messages wake the sender."""
     sender = OutboxSender(
-        bot, services.sessions, services.settings, on_blocked=services.people.chat_blocked
+        bot,
+        services.sessions,
+        services.settings,
+        on_blocked=services.people.chat_blocked,
+        # Telegram's overall and per-group limits hold for every instance together.
+        limits=TelegramLimits.create(services.settings, services.redis, bot_id=bot.id),
+        on_refused=services.metrics.telegram_refused,
     )
     poller = Poller(
         settings=services.settings,
@@ -307,6 +361,7 @@ def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
         buttons=NoticeKeyboards(),
         owner=sender.owner,
         on_enqueued=sender.notify,
+        on_cycle=services.metrics.poll_cycle,
     )
     jobs: list[BackgroundJob] = [poller.run_forever, sender.run_forever]
     if services.invalidation.shared:

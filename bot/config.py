@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     # Panel (API v2). "sandbox" starts the built-in simulated panel.
     panel_api_url: str = "https://pica-smm.com/api2/v2"
     panel_api_key: SecretStr | None = None
-    panel_timeout: float = Field(30.0, gt=0)
+    # An add may take twice this (bot.panel.client.add_deadline): 20 keeps a webhook answer
+    # (which waits for the handler) well under Telegram's timeout.
+    panel_timeout: float = Field(20.0, gt=0)
     panel_max_rps: float = Field(5.0, gt=0)
     # Storage
     database_url: str = DEFAULT_DATABASE_URL
@@ -92,11 +94,17 @@ class Settings(BaseSettings):
     outbox_global_per_second: float = Field(30.0, gt=0)
     outbox_chat_interval: float = Field(1.0, ge=0)
     outbox_group_per_minute: float = Field(20.0, gt=0)
+    # Leases on claimed work (seconds), renewed while it is worked on and released when done:
+    # how long the messages and orders of an instance that died wait for another one.
+    outbox_lease_seconds: float = Field(10.0, ge=2, le=600)
+    poll_lease_seconds: float = Field(20.0, ge=2, le=3600)
     # Webhook mode (polling when WEBHOOK_URL is unset)
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = 8443
+    # Prometheus metrics, /healthz and /readyz on this port, every interface (off when unset).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
     # Offline playground
     playground_port: int = 8080
     log_level: str = "INFO"
@@ -146,6 +154,12 @@ class Settings(BaseSettings):
         # Without it anyone could post forged updates (an "admin" sending /allow) to the hook.
         if self.webhook_url and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is missing: it is required with WEBHOOK_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_port_free(self) -> Settings:
+        if self.webhook_url and self.metrics_port == self.webhook_port:
+            raise ValueError("METRICS_PORT must differ from WEBHOOK_PORT")
         return self
 
     @model_validator(mode="after")

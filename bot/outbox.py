@@ -1,8 +1,9 @@
 """Durable, rate-limited delivery of the outbox to Telegram.
 
-The only module of `bot/` that talks to Telegram. Limits: a global token bucket in memory, and
-per-chat pacing as data (`chats.next_send_at`), so several instances share it and a slow chat
-never holds up the others. A row leaves the outbox only after Telegram accepted the message.
+The only module of `bot/` that talks to Telegram. Limits: the overall and per-group ones from
+`bot.limits` (shared through Redis by every instance when there is one), and per-chat pacing as
+data (`chats.next_send_at`), so several instances share it and a slow chat never holds up the
+others. A row leaves the outbox only after Telegram accepted the message.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import heapq
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,21 +29,20 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
 )
 from aiogram.types import InlineKeyboardMarkup, ReplyKeyboardMarkup
-from aiolimiter import AsyncLimiter
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
-from bot.leases import process_owner_id
+from bot.leases import LeaseKeeper, process_owner_id
+from bot.limits import TelegramLimits
 from storage import outbox, people
 from storage.db import utcnow
 from storage.outbox import QueuedMessage
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0  # longer than a send plus the wait for the global limiter
-# A send must end (answer or time out) within this share of the lease; the rest is for
-# recording the outcome, and for the clocks of other instances, which compare `lease_until`.
+# A send must end (answer or time out) within this share of the lease as last taken or
+# renewed; the rest is for recording the outcome, should the renewals stop (database trouble).
 SEND_SHARE_OF_LEASE = 0.8
 MIN_REQUEST_TIMEOUT = 1  # seconds; aiogram's request_timeout is a whole number
 IDLE_WAIT = 0.5  # how often to look for work nobody told us about (other instances' rows)
@@ -65,20 +65,6 @@ class DeliveryReport:
     blocked_chats: int = 0
 
 
-# Telegram counts its overall limit over short windows: stay a little under it.
-GLOBAL_RATE_MARGIN = 0.95
-
-
-def global_limiter(per_second: float) -> AsyncLimiter:
-    """Sends spaced evenly at just under `per_second`.
-
-    A bucket of `per_second` tokens would let a whole second's worth out at once after a
-    pause, and Telegram answers such bursts with 429s (the delivery benchmark saw hundreds),
-    so the bucket holds one token and refills every 1/rate seconds.
-    """
-    return AsyncLimiter(1, 1 / (per_second * GLOBAL_RATE_MARGIN))
-
-
 def reply_markup_of(payload: dict[str, Any] | None) -> Markup | None:
     """The keyboard stored as JSON with the row (raises ValidationError when malformed)."""
     if not payload:
@@ -99,29 +85,34 @@ class OutboxSender:
         *,
         owner: str | None = None,
         batch_size: int | None = None,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         idle_wait: float = IDLE_WAIT,
         retry_base: float = RETRY_BASE,
         retry_cap: float = RETRY_CAP,
         max_attempts: int = MAX_ATTEMPTS,
         clock: Clock = utcnow,
         on_blocked: Callable[[int], None] | None = None,
+        limits: TelegramLimits | None = None,
+        on_refused: Callable[[int], None] | None = None,
     ) -> None:
         self._bot = bot
         self._on_blocked_chat = on_blocked
+        self._on_refused = on_refused  # told Telegram's error code of each 429 and 403
         self._sessions = sessions
         self._settings = settings
         self.owner = owner or process_owner_id()
         # One batch is about a second's worth of sends: one message per chat, sent concurrently.
         self._batch_size = batch_size or max(1, math.ceil(settings.outbox_global_per_second))
-        self._lease = timedelta(seconds=lease_seconds)
+        # Short, and renewed while the batch is worked on: a killed sender's messages wait
+        # at most this long for another instance.
+        self._lease_seconds = lease_seconds or settings.outbox_lease_seconds
         self._idle_wait = idle_wait
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._max_attempts = max_attempts
         self._clock = clock
-        self._limiter = global_limiter(settings.outbox_global_per_second)
-        self._paused_until = 0.0  # loop time: a 429 pauses every send, not only its chat's
+        # Sends spaced evenly at just under the overall rate; this instance's own without Redis.
+        self._limits = limits or TelegramLimits.create(settings)
         self._wakeup = asyncio.Event()
         self._wake_times: list[float] = []  # loop times when a paced or postponed row is due
 
@@ -157,49 +148,83 @@ class OutboxSender:
     async def drain_once(self) -> DeliveryReport:
         """Claim the next sendable message of up to `batch_size` chats and send them."""
         # Measured before the claim, so the lease is never longer here than in the database.
-        send_before = (
-            asyncio.get_running_loop().time() + self._lease.total_seconds() * SEND_SHARE_OF_LEASE
-        )
+        taken_at = asyncio.get_running_loop().time()
         now = self._clock()
         async with self._sessions.begin() as session:
             batch = await outbox.claim_due(
-                session, self.owner, now=now, lease_until=now + self._lease, limit=self._batch_size
+                session,
+                self.owner,
+                now=now,
+                lease_seconds=self._lease_seconds,
+                limit=self._batch_size,
             )
         report = DeliveryReport(claimed=len(batch))
-        outcomes = await asyncio.gather(
-            *(self._deliver(message, report, send_before) for message in batch),
-            return_exceptions=True,
+        if not batch:
+            return report
+        keeper = LeaseKeeper(
+            self._renew, (m.id for m in batch), seconds=self._lease_seconds, taken_at=taken_at
         )
+        try:
+            async with keeper:
+                outcomes = await asyncio.gather(
+                    *(self._deliver_held(message, report, keeper) for message in batch),
+                    return_exceptions=True,
+                )
+        finally:
+            # Rows not done with (a stop, a lease given up, a failed write) are due again at
+            # once, not when their leases run out.
+            await self._release(keeper.unfinished)
         for message, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                # Recording the outcome failed (a database error): the lease runs out and the
-                # message is tried again, so it may arrive twice but is never lost.
+                # Recording the outcome failed (a database error): the message is tried again,
+                # so it may arrive twice but is never lost.
                 log.error("message %d: %s", message.id, outcome, exc_info=outcome)
-        if batch:
-            log.debug("outbox drain: %s", report)
+        log.debug("outbox drain: %s", report)
         return report
+
+    async def _renew(self, message_ids: list[int]) -> set[int]:
+        async with self._sessions.begin() as session:
+            return await outbox.renew_leases(
+                session, message_ids, self.owner, now=self._clock(), seconds=self._lease_seconds
+            )
+
+    async def _release(self, message_ids: set[int]) -> None:
+        if not message_ids:
+            return
+        try:
+            async with self._sessions.begin() as session:
+                await outbox.release(session, message_ids, self.owner)
+        except Exception:  # they run out on their own, a lease later
+            log.warning("could not release %d outbox leases", len(message_ids), exc_info=True)
+
+    async def _deliver_held(
+        self, message: QueuedMessage, report: DeliveryReport, keeper: LeaseKeeper
+    ) -> None:
+        if await self._deliver(message, report, keeper):
+            keeper.finish(message.id)
 
     # --- one message --------------------------------------------------------------------------
 
     async def _deliver(
-        self, message: QueuedMessage, report: DeliveryReport, send_before: float
-    ) -> None:
+        self, message: QueuedMessage, report: DeliveryReport, keeper: LeaseKeeper
+    ) -> bool:
+        """Send one message and record the outcome; False when it was left unsent and
+        unrecorded (its lease was lost or running out)."""
         try:
             markup = reply_markup_of(message.reply_markup)
         except ValidationError:
             await self._drop(message, report, "its stored keyboard is malformed")
-            return
-        await self._wait_out_pause()
-        async with self._limiter:
-            await self._wait_out_pause()
-            # Every send ends by `send_before`, answered or timed out, while the lease still
-            # holds: past it another instance may claim the row and send it too. (aiogram's
-            # own timeout, 60 s, is longer than the whole lease.)
+            return True
+        async with self._turn(message.chat_id):
+            # Every send ends by `send_before`, answered or timed out, while the lease (as last
+            # renewed) still holds: past it another instance may claim the row and send it too.
+            # (aiogram's own timeout, 60 s, is longer than the whole lease.)
+            send_before = keeper.held_until - self._lease_seconds * (1 - SEND_SHARE_OF_LEASE)
             request_timeout = math.floor(send_before - asyncio.get_running_loop().time())
-            if request_timeout < MIN_REQUEST_TIMEOUT:
-                # The lease is running out (a long 429 pause): leave the row to its next claim
-                # rather than risk a second instance sending it too.
-                return
+            if not keeper.holds(message.id) or request_timeout < MIN_REQUEST_TIMEOUT:
+                # Another instance has it now, or the renewals stopped (database trouble) and
+                # the lease is running out: leave the row rather than risk sending it twice.
+                return False
             try:
                 await self._bot.send_message(
                     message.chat_id,
@@ -228,11 +253,13 @@ class OutboxSender:
                 await self._retry_later(message, report, error)
             else:
                 await self._on_sent(message, report)
+        return True
 
-    async def _wait_out_pause(self) -> None:
-        delay = self._paused_until - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    @contextlib.asynccontextmanager
+    async def _turn(self, chat_id: int) -> AsyncIterator[None]:
+        """The send inside fits Telegram's overall and per-group limits and no 429 pause."""
+        await self._limits.take_turn(chat_id)
+        yield
 
     async def _on_sent(self, message: QueuedMessage, report: DeliveryReport) -> None:
         next_send_at = self._clock() + timedelta(seconds=self._chat_interval(message.chat_id))
@@ -245,9 +272,9 @@ class OutboxSender:
     async def _on_retry_after(
         self, message: QueuedMessage, retry_after: float, report: DeliveryReport
     ) -> None:
+        self._refused(429)
         log.warning("Telegram asks to wait %ss (chat %d)", retry_after, message.chat_id)
-        loop_now = asyncio.get_running_loop().time()
-        self._paused_until = max(self._paused_until, loop_now + retry_after)
+        await self._limits.pause(retry_after)  # every send waits, on every instance
         due = self._clock() + timedelta(seconds=retry_after)
         async with self._sessions.begin() as session:
             # Not a failure of the message: its attempts stay as they are.
@@ -259,6 +286,7 @@ class OutboxSender:
         report.postponed += 1
 
     async def _on_blocked(self, message: QueuedMessage, report: DeliveryReport) -> None:
+        self._refused(403)
         async with self._sessions.begin() as session:
             await outbox.ensure_chat(session, message.chat_id)
             await people.mark_chat_blocked(session, message.chat_id)
@@ -312,6 +340,10 @@ class OutboxSender:
             reason,
         )
         report.dropped += 1
+
+    def _refused(self, code: int) -> None:
+        if self._on_refused is not None:
+            self._on_refused(code)
 
     # --- pacing -------------------------------------------------------------------------------
 

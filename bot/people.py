@@ -240,9 +240,12 @@ class People:
         """Store /allow or /deny (a user never seen gets a row); who it is, as far as known.
         Someone allowed is told, in the same transaction."""
         async with self._sessions.begin() as session:
+            before = await store.get_user(session, user_id)
+            was_allowed = before is not None and before.access is True
             await store.set_user_access(session, user_id, allowed)
             user = await store.get_user(session, user_id)
-            if allowed:
+            # Told once: a repeated /allow (or Telegram redelivering it) changes nothing.
+            if allowed and not was_allowed:
                 await self._notifier.tell(
                     session, [user_id], notices.access_granted_text, kind=ACCESS_NOTICE
                 )

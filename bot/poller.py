@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.admin import check_low_balance
 from bot.announcements import OrderChange, StatusAnnouncer
 from bot.config import Settings
-from bot.leases import process_owner_id
+from bot.leases import LeaseKeeper, process_owner_id
 from bot.notices import Translations
 from bot.notify import NoticeButtons, Notifier
 from bot.ordering import give_up_interrupted_submissions
@@ -43,8 +43,6 @@ from storage.polling import DueOrder, DueRefill
 log = logging.getLogger(__name__)
 
 CLAIM_SIZE = 500  # orders leased per round trip: five panel calls
-LEASES_PER_INTERVAL = 3  # a lease outlives a few cycles, so a crashed poller's work comes back
-MIN_LEASE_SECONDS = 30.0  # …but never less than a slow panel call (retries included)
 MAX_BACKOFF_FACTOR = 10
 BALANCE_CHECK_SECONDS = 60.0
 SUBMISSION_GRACE = 60.0  # seconds past `add`'s deadline before a stuck `submitting` is unknown
@@ -104,6 +102,7 @@ class Poller:
         buttons: NoticeButtons | None = None,
         owner: str | None = None,
         on_enqueued: Callable[[], None] | None = None,
+        on_cycle: Callable[[float], None] | None = None,
         claim_size: int = CLAIM_SIZE,
         lease_seconds: float | None = None,
         balance_every: float | None = None,
@@ -116,11 +115,12 @@ class Poller:
         self._announcer = StatusAnnouncer(settings, i18n, buttons)
         self.owner = owner or process_owner_id()
         self._on_enqueued = on_enqueued
+        self._on_cycle = on_cycle  # told the seconds each completed cycle took
         self._claim_size = claim_size
         interval = settings.poll_interval
-        self._lease = timedelta(
-            seconds=lease_seconds or max(LEASES_PER_INTERVAL * interval, MIN_LEASE_SECONDS)
-        )
+        # Short, and renewed during the status call: a killed poller's orders wait at most
+        # this long for another instance.
+        self._lease_seconds = lease_seconds or settings.poll_lease_seconds
         self._balance_every = (
             balance_every if balance_every is not None else max(interval, BALANCE_CHECK_SECONDS)
         )
@@ -153,6 +153,7 @@ class Poller:
     async def poll_once(self) -> PollReport:
         """One cycle: every due order and refill, then (now and then) the panel balance."""
         async with self._cycle:
+            started = time.perf_counter()
             report = PollReport()
             report.messages += await self._settle_interrupted_submissions()
             try:
@@ -169,6 +170,8 @@ class Poller:
                 self._on_enqueued()
             if report.orders_polled or report.refills_polled:
                 log.debug("poll cycle: %s", report)
+            if self._on_cycle is not None:
+                self._on_cycle(time.perf_counter() - started)
             return report
 
     async def _settle_interrupted_submissions(self) -> int:
@@ -188,15 +191,19 @@ class Poller:
 
     async def _poll_orders(self, report: PollReport) -> None:
         while True:
-            batch = await self._claim(polling.claim_due_orders)
+            batch, taken_at = await self._claim(polling.claim_due_orders)
             if not batch:
                 return
             report.orders_polled += len(batch)
             report.panel_calls += math.ceil(len(batch) / BATCH_SIZE)
+            ids = [order.id for order in batch]
             try:
-                answers = await self._panel.statuses(order.panel_order_id for order in batch)
+                # Renewed only during the call: the writes that follow release the leases,
+                # and a renewal beside them would lock the same rows in another order.
+                async with self._keeper(polling.renew_order_leases, ids, taken_at):
+                    answers = await self._panel.statuses(order.panel_order_id for order in batch)
             except BaseException:
-                await self._give_back(polling.release_orders, (order.id for order in batch))
+                await self._give_back(polling.release_orders, ids)
                 raise
             await self._store_orders(batch, answers, report)
             if len(batch) < self._claim_size:
@@ -294,15 +301,17 @@ class Poller:
 
     async def _poll_refills(self, report: PollReport) -> None:
         while True:
-            batch = await self._claim(polling.claim_due_refills)
+            batch, taken_at = await self._claim(polling.claim_due_refills)
             if not batch:
                 return
             report.refills_polled += len(batch)
             report.panel_calls += math.ceil(len(batch) / BATCH_SIZE)
+            ids = [refill.id for refill in batch]
             try:
-                answers = await self._panel.refill_statuses(r.panel_refill_id for r in batch)
+                async with self._keeper(polling.renew_refill_leases, ids, taken_at):
+                    answers = await self._panel.refill_statuses(r.panel_refill_id for r in batch)
             except BaseException:
-                await self._give_back(polling.release_refills, (r.id for r in batch))
+                await self._give_back(polling.release_refills, ids)
                 raise
             await self._store_refills(batch, answers, report)
             if len(batch) < self._claim_size:
@@ -345,12 +354,31 @@ class Poller:
 
     # --- shared -------------------------------------------------------------------------------
 
-    async def _claim(self, claim: Callable[..., Awaitable[list[T]]]) -> list[T]:
+    async def _claim(self, claim: Callable[..., Awaitable[list[T]]]) -> tuple[list[T], float]:
+        """A claimed batch, and the loop time before the claim was sent (when its leases began
+        at the latest)."""
+        taken_at = asyncio.get_running_loop().time()
         now = self._clock()
         async with self._sessions.begin() as session:
-            return await claim(
-                session, self.owner, now=now, lease_until=now + self._lease, limit=self._claim_size
+            batch = await claim(
+                session,
+                self.owner,
+                now=now,
+                lease_seconds=self._lease_seconds,
+                limit=self._claim_size,
             )
+        return batch, taken_at
+
+    def _keeper(
+        self, renew: Callable[..., Awaitable[set[int]]], ids: list[int], taken_at: float
+    ) -> LeaseKeeper:
+        async def renew_held(held: list[int]) -> set[int]:
+            async with self._sessions.begin() as session:
+                return await renew(
+                    session, held, self.owner, now=self._clock(), seconds=self._lease_seconds
+                )
+
+        return LeaseKeeper(renew_held, ids, seconds=self._lease_seconds, taken_at=taken_at)
 
     async def _give_back(
         self, release: Callable[..., Awaitable[None]], ids: Iterable[int]

@@ -3,10 +3,12 @@ answer for every callback query."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Dispatcher
+from aiogram.dispatcher.event.handler import HandlerObject
 from aiogram.dispatcher.flags import get_flag
 from aiogram.types import CallbackQuery, Chat, TelegramObject, User
 from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
@@ -76,3 +78,59 @@ def _rendered(answer: CallbackAnswer) -> CallbackAnswer:
         url=answer.url,
         cache_time=answer.cache_time,
     )
+
+
+UpdateRecorder = Callable[[str, float, str], None]  # handler name, seconds, "ok" or "error"
+UNHANDLED = "unhandled"  # the handler name of an update no handler took
+
+
+class UpdateMetrics:
+    """Counts every update with its latency, by the name of the handler that took it.
+
+    An outer middleware on the update times it (the first update middleware of ours, so the
+    others' time counts too) and records "unhandled" when no handler took it; an inner
+    middleware on every event type names the handler. They share one slot per update: aiogram
+    copies the data dict from one level to the next, but not what it holds.
+    """
+
+    SLOT = "metrics_handler"
+
+    def __init__(self, record: UpdateRecorder) -> None:
+        self._record = record
+
+    def setup(self, dispatcher: Dispatcher) -> None:
+        dispatcher.update.outer_middleware(self._time_update)
+        for observer in dispatcher.observers.values():
+            if observer is not dispatcher.update and observer is not dispatcher.errors:
+                observer.middleware(self._name_handler)
+
+    async def _time_update(
+        self, handler: Handler, event: TelegramObject, data: dict[str, Any]
+    ) -> Any:
+        slot: list[str] = []
+        data[self.SLOT] = slot
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await handler(event, data)
+            outcome = "ok"
+            return result
+        finally:
+            name = slot[-1] if slot else UNHANDLED
+            self._record(name, time.perf_counter() - started, outcome)
+
+    async def _name_handler(
+        self, handler: Handler, event: TelegramObject, data: dict[str, Any]
+    ) -> Any:
+        slot = data.get(self.SLOT)
+        taken = data.get("handler")
+        if isinstance(slot, list) and isinstance(taken, HandlerObject):
+            slot.append(handler_name(taken.callback))
+        return await handler(event, data)
+
+
+def handler_name(callback: Any) -> str:
+    """`ordering.confirm` for handlers.ordering.confirm: short, and one label per handler."""
+    module = str(getattr(callback, "__module__", "") or "").removeprefix("handlers.")
+    name = getattr(callback, "__qualname__", None) or type(callback).__name__
+    return f"{module}.{name}" if module else str(name)

@@ -15,6 +15,7 @@ from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from storage import leases
 from storage.db import utcnow
 from storage.models import Chat, OutboxMessage, User
 from storage.upsert import upsert
@@ -69,18 +70,16 @@ async def enqueue(
     )
 
 
-def _lease_is_free(now: datetime) -> Any:
-    return or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until < now)
-
-
 async def claim_due(
-    session: AsyncSession, owner: str, *, now: datetime, lease_until: datetime, limit: int
+    session: AsyncSession, owner: str, *, now: datetime, lease_seconds: float, limit: int
 ) -> list[QueuedMessage]:
     """Lease the oldest sendable message of up to `limit` chats, in one conditional UPDATE.
 
     A message is sendable when it is the oldest one of its chat (so a chat's messages arrive in
     order), it is due, nobody holds its lease, and the chat may be written to now. Rows of a chat
-    that is not free are skipped, so one slow chat never holds up the others.
+    that is not free are skipped, so one slow chat never holds up the others. The lease runs
+    `lease_seconds` by the database's clock (see `storage.leases`); `now` is the caller's clock,
+    for what is due.
     """
     earlier = aliased(OutboxMessage)
     is_head = ~exists().where(
@@ -92,7 +91,7 @@ async def claim_due(
         .where(
             is_head,
             OutboxMessage.not_before <= now,
-            _lease_is_free(now),
+            leases.lease_is_free(session, OutboxMessage, now),
             or_(Chat.next_send_at.is_(None), Chat.next_send_at <= now),
         )
         .order_by(OutboxMessage.id)
@@ -103,8 +102,11 @@ async def claim_due(
         picked = picked.with_for_update(skip_locked=True, of=OutboxMessage)
     claimed = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(picked.scalar_subquery()), _lease_is_free(now))
-        .values(lease_owner=owner, lease_until=lease_until)
+        .where(
+            OutboxMessage.id.in_(picked.scalar_subquery()),
+            leases.lease_is_free(session, OutboxMessage, now),
+        )
+        .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
         .returning(
             OutboxMessage.id,
             OutboxMessage.chat_id,
@@ -117,6 +119,18 @@ async def claim_due(
     )
     rows = [QueuedMessage(*row) for row in claimed.all()]
     return sorted(rows, key=lambda message: message.id)
+
+
+async def renew_leases(
+    session: AsyncSession, message_ids: Iterable[int], owner: str, *, now: datetime, seconds: float
+) -> set[int]:
+    """Extend the sender's leases on messages it is still working on; the ids it still holds."""
+    return await leases.renew(session, OutboxMessage, message_ids, owner, now=now, seconds=seconds)
+
+
+async def release(session: AsyncSession, message_ids: Iterable[int], owner: str) -> None:
+    """Give leases back on messages left unsent (the sender stops, or gave up on its lease)."""
+    await leases.release(session, OutboxMessage, message_ids, owner)
 
 
 async def mark_sent(session: AsyncSession, message_id: int) -> None:

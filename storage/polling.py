@@ -12,10 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from storage import leases
 from storage.db import utcnow
 from storage.models import KeyValue, Order, Refill, SubmissionState, User
 from storage.upsert import upsert_statement
@@ -73,11 +74,11 @@ class DueRefill:
     service_name: str
 
 
-def _due(model: type[Order] | type[Refill], now: datetime) -> Any:
+def _due(session: AsyncSession, model: type[Order] | type[Refill], now: datetime) -> Any:
     return (
         model.poll_active.is_(True),
         model.next_poll_at <= now,
-        or_(model.lease_until.is_(None), model.lease_until < now),
+        leases.lease_is_free(session, model, now),
     )
 
 
@@ -89,13 +90,16 @@ def _skip_locked(session: AsyncSession, picked: Select[Any], model: type[Any]) -
 
 
 async def claim_due_orders(
-    session: AsyncSession, owner: str, *, now: datetime, lease_until: datetime, limit: int
+    session: AsyncSession, owner: str, *, now: datetime, lease_seconds: float, limit: int
 ) -> list[DueOrder]:
-    """Lease up to `limit` placed orders that are due, most overdue first, in one UPDATE."""
+    """Lease up to `limit` placed orders that are due, most overdue first, in one UPDATE.
+
+    `now` (the caller's clock) says what is due; the lease runs `lease_seconds` by the
+    database's clock (see `storage.leases`)."""
     picked = (
         select(Order.id)
         .where(
-            *_due(Order, now),
+            *_due(session, Order, now),
             Order.state == str(SubmissionState.PLACED),
             Order.panel_order_id.is_not(None),
         )
@@ -105,8 +109,8 @@ async def claim_due_orders(
     picked = _skip_locked(session, picked, Order)
     result = await session.execute(
         update(Order)
-        .where(Order.id.in_(picked.scalar_subquery()), *_due(Order, now))
-        .values(lease_owner=owner, lease_until=lease_until)
+        .where(Order.id.in_(picked.scalar_subquery()), *_due(session, Order, now))
+        .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
         .returning(
             Order.id,
             Order.panel_order_id,
@@ -243,25 +247,32 @@ async def reschedule_orders(
 
 async def release_orders(session: AsyncSession, order_ids: Iterable[int], owner: str) -> None:
     """Give the leases back untouched (the panel did not answer): due again at once."""
-    await _release(session, Order, order_ids, owner)
+    await leases.release(session, Order, order_ids, owner)
+
+
+async def renew_order_leases(
+    session: AsyncSession, order_ids: Iterable[int], owner: str, *, now: datetime, seconds: float
+) -> set[int]:
+    """Extend the poller's leases on orders it is still polling; the ids it still holds."""
+    return await leases.renew(session, Order, order_ids, owner, now=now, seconds=seconds)
 
 
 async def claim_due_refills(
-    session: AsyncSession, owner: str, *, now: datetime, lease_until: datetime, limit: int
+    session: AsyncSession, owner: str, *, now: datetime, lease_seconds: float, limit: int
 ) -> list[DueRefill]:
     """Lease up to `limit` refills that are due, most overdue first, in one UPDATE."""
     picked = _skip_locked(
         session,
         select(Refill.id)
-        .where(*_due(Refill, now))
+        .where(*_due(session, Refill, now))
         .order_by(Refill.next_poll_at, Refill.id)
         .limit(limit),
         Refill,
     )
     result = await session.execute(
         update(Refill)
-        .where(Refill.id.in_(picked.scalar_subquery()), *_due(Refill, now))
-        .values(lease_owner=owner, lease_until=lease_until)
+        .where(Refill.id.in_(picked.scalar_subquery()), *_due(session, Refill, now))
+        .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
         .returning(Refill.id)
         .execution_options(synchronize_session=False)
     )
@@ -330,7 +341,13 @@ async def reschedule_refills(
 
 
 async def release_refills(session: AsyncSession, refill_ids: Iterable[int], owner: str) -> None:
-    await _release(session, Refill, refill_ids, owner)
+    await leases.release(session, Refill, refill_ids, owner)
+
+
+async def renew_refill_leases(
+    session: AsyncSession, refill_ids: Iterable[int], owner: str, *, now: datetime, seconds: float
+) -> set[int]:
+    return await leases.renew(session, Refill, refill_ids, owner, now=now, seconds=seconds)
 
 
 async def _reschedule(
@@ -344,19 +361,6 @@ async def _reschedule(
             update(model)
             .where(model.id.in_(list(ids)), model.lease_owner == owner)
             .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
-
-
-async def _release(
-    session: AsyncSession, model: type[Order] | type[Refill], ids: Iterable[int], owner: str
-) -> None:
-    id_list = list(ids)
-    if id_list:
-        await session.execute(
-            update(model)
-            .where(model.id.in_(id_list), model.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
             .execution_options(synchronize_session=False)
         )
 

@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.outbox import OutboxSender
 from playground.telegram import TelegramEmulator
 from storage import outbox, people
+from storage.db import utcnow
 from storage.models import Chat, OutboxMessage
 
 TOKEN = "123456:TEST-token"
@@ -344,3 +345,34 @@ async def test_a_slow_send_ends_before_the_lease_so_no_second_sender_repeats_it(
     async with sessions() as session:
         [waiting] = await outbox.pending(session)
     assert waiting.attempts == 1 and waiting.lease_owner is None
+
+
+async def test_a_stopping_sender_gives_its_claimed_messages_back_at_once(
+    sessions: Sessions,
+) -> None:
+    """Cancelled mid-send (the instance stops), the sender releases its leases: the next
+    sender takes the message now, not when the lease would have run out."""
+    peer = StallingTelegram(stall=30)
+    url = await peer.start()
+    bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(url)))
+    settings = make_settings()
+    first = OutboxSender(bot, sessions, settings, lease_seconds=60)
+    try:
+        async with sessions.begin() as session:
+            await outbox.enqueue(session, ALICE, "interrupted")
+        sending = asyncio.create_task(first.drain_once())
+        await eventually(lambda: asyncio.sleep(0, bool(peer.sends)), 10)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        async with sessions() as session:
+            [waiting] = await outbox.pending(session)
+        assert waiting.lease_owner is None and waiting.lease_until is None
+        async with sessions.begin() as session:
+            [taken] = await outbox.claim_due(
+                session, "next-sender", now=utcnow(), lease_seconds=60, limit=1
+            )
+        assert taken.id == waiting.id
+    finally:
+        await bot.session.close()
+        await peer.stop()

@@ -567,3 +567,23 @@ async def test_one_answer_the_database_cannot_hold_costs_only_its_own_order(rig:
     # Due again a poll interval later, not at once (no hot loop on a bad answer).
     assert stuck.next_poll_at is not None and stuck.next_poll_at > started
     assert len([m for m in await queued(rig.sessions) if m.chat_id == OWNER]) == 2
+
+
+async def test_a_slow_status_call_keeps_its_orders_past_the_first_lease(rig: Rig) -> None:
+    """The poller renews its leases while it waits for the panel: another poller finds nothing
+    to take even after the first lease term, and the change is announced once."""
+    [order_id] = await add_due_orders(rig.sessions, [rig.panel_order()])
+    rig.sandbox.advance(STEP * 3)
+    rig.sandbox.delay_next("status", 3.0)
+    lease = 0.6
+    slow, other = rig.poller(lease_seconds=lease), rig.poller(lease_seconds=lease)
+
+    polling_slowly = asyncio.create_task(slow.poll_once())
+    await asyncio.sleep(lease * 2)  # the first lease term is over; the call is not
+    meanwhile = await other.poll_once()
+    report = await polling_slowly
+
+    assert meanwhile.orders_polled == 0
+    assert report.orders_polled == 1 and report.changes == 1
+    order = await load(rig.sessions, order_id)
+    assert order.status == "Completed" and order.lease_owner is None

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -52,6 +53,11 @@ MAX_ANSWER_BYTES = 1 << 20
 MAX_SERVICES_ANSWER_BYTES = 8 << 20
 
 ListField = str | Sequence[str]
+# How one request to the panel ended: an answer, a refusal (PanelError), no usable answer
+# (PanelUnavailable), or an add that may have been placed (OrderOutcomeUnknown).
+CallOutcome = Literal["ok", "refused", "unavailable", "unknown"]
+# Told of every request: its action, its seconds (the wait for the rate limit included), outcome.
+CallObserver = Callable[[str, float, CallOutcome], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,21 @@ def add_deadline(timeout: float) -> float:
     return 2 * timeout
 
 
+class RateLimit(Protocol):
+    """What paces the requests: `acquire` returns when one more may go.
+
+    aiolimiter's `AsyncLimiter` is one (this process's own, the default); several instances
+    pass one they share, so that the panel sees one rate per key however many run.
+    """
+
+    async def acquire(self) -> None: ...
+
+
+def _own_limiter(max_rps: float) -> AsyncLimiter:
+    # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
+    return AsyncLimiter(max_rps, 1.0) if max_rps >= 1 else AsyncLimiter(1, 1.0 / max_rps)
+
+
 class PanelClient:
     """One panel account: a lazily created, reused aiohttp session, rate-limited per key."""
 
@@ -85,6 +106,8 @@ class PanelClient:
         max_concurrency: int = 4,
         retries: int = 3,
         retry_backoff: float = 0.5,
+        limiter: RateLimit | None = None,
+        on_call: CallObserver | None = None,
     ) -> None:
         if max_rps <= 0 or max_concurrency < 1 or retries < 0 or timeout <= 0:
             raise ValueError("timeout and max_rps must be > 0, max_concurrency >= 1, retries >= 0")
@@ -92,14 +115,13 @@ class PanelClient:
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self._timeout_seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        # aiolimiter's bucket holds max_rate tokens, so below 1 rps stretch the period instead.
-        self._limiter = (
-            AsyncLimiter(max_rps, 1.0) if max_rps >= 1 else AsyncLimiter(1, 1.0 / max_rps)
-        )
+        # A limiter passed in (shared by several instances) replaces this process's own.
+        self._limiter: RateLimit = limiter if limiter is not None else _own_limiter(max_rps)
         self._slots = asyncio.Semaphore(max_concurrency)
         self._retries = retries
         self._retry_backoff = retry_backoff
         self._session: aiohttp.ClientSession | None = None
+        self._on_call = on_call
 
     @property
     def api_url(self) -> str:
@@ -276,7 +298,7 @@ class PanelClient:
         attempt = 0
         while True:
             try:
-                return await self._attempt(action, fields, parse, bound)
+                return await self._observed(action, fields, parse, bound)
             except PanelUnavailable as exc:
                 if not read_only or attempt >= self._retries:
                     raise
@@ -284,6 +306,36 @@ class PanelClient:
                 attempt += 1
                 log.warning("%s; retry %d/%d in %.2fs", exc, attempt, self._retries, delay)
                 await asyncio.sleep(delay)
+
+    async def _observed(
+        self,
+        action: str,
+        fields: Mapping[str, str],
+        parse: Callable[[Any], T],
+        bound: _AddBound | None,
+    ) -> T:
+        """One attempt, told to the observer (a cancelled one is no outcome of the panel's)."""
+        if self._on_call is None:
+            return await self._attempt(action, fields, parse, bound)
+        started = time.perf_counter()
+        outcome: CallOutcome | None = None
+        try:
+            result = await self._attempt(action, fields, parse, bound)
+        except PanelError:
+            outcome = "refused"
+            raise
+        except OrderOutcomeUnknown:
+            outcome = "unknown"
+            raise
+        except PanelUnavailable:
+            outcome = "unavailable"
+            raise
+        else:
+            outcome = "ok"
+            return result
+        finally:
+            if outcome is not None:
+                self._on_call(action, time.perf_counter() - started, outcome)
 
     async def _attempt(
         self,
