@@ -24,9 +24,9 @@ from bot.notices import Translations
 from bot.notify import Notifier
 from bot.panel.client import PanelClient
 from bot.panel.models import Balance
-from storage import orders, outbox, polling
+from storage import ledger, orders, outbox, polling
 from storage.db import utcnow
-from storage.models import Order, SubmissionState
+from storage.models import LedgerKind, Order, SubmissionState
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,27 @@ class StatsReport:
     spent_month: Spend  # the last 30 × 24 hours
     awaiting_reconciliation: int
     queued_messages: int  # outbox rows not yet accepted by Telegram
+    reseller: ResellerReport | None = None  # BILLING=wallet only
+
+
+@dataclass(frozen=True, slots=True)
+class ResellerPeriod:
+    """The shop's money over one period, in the shop currency unless said otherwise."""
+
+    topups: Decimal  # Stars top-ups less Stars given back
+    admin_credits: Decimal  # admins' credits less their debits
+    revenue: Decimal  # order payments (and late payments) less order refunds
+    panel_cost: Spend  # what the panel charged for the orders paid in the period (its currency)
+    margin: Decimal  # revenue less the panel cost at EXCHANGE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class ResellerReport:
+    currency: str
+    today: ResellerPeriod
+    week: ResellerPeriod
+    month: ResellerPeriod
+    owed: Decimal  # the sum of all wallets: what the owner owes the customers
 
 
 class Stats:
@@ -90,6 +111,43 @@ class Stats:
             spent_month=dict(month),
             awaiting_reconciliation=by_state.get(str(SubmissionState.UNKNOWN), 0),
             queued_messages=queued,
+            reseller=await self._reseller(now) if self._settings.wallet_mode else None,
+        )
+
+    async def _reseller(self, now: datetime) -> ResellerReport:
+        """The wallets' figures: by when each entry was booked (so a refund counts when it
+        is given back, whenever its order was paid)."""
+        currency = self._settings.shop_currency or ""
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._sessions() as session:
+            today = await self._period(session, day_start, now, currency)
+            week = await self._period(session, now - timedelta(days=7), now, currency)
+            month = await self._period(session, now - timedelta(days=30), now, currency)
+            owed = (await ledger.sum_of_wallets(session)).get(currency, Decimal(0))
+        return ResellerReport(currency, today, week, month, owed)
+
+    async def _period(
+        self, session: AsyncSession, since: datetime, until: datetime, currency: str
+    ) -> ResellerPeriod:
+        sums = await ledger.sums_by_kind(session, since, until, currency)
+
+        def total(*kinds: LedgerKind) -> Decimal:
+            return sum((sums.get(kind, Decimal(0)) for kind in kinds), Decimal(0))
+
+        # Entries are signed: payments are negative in the ledger, income here.
+        revenue = -total(LedgerKind.CHARGE, LedgerKind.LATE_CHARGE, LedgerKind.REFUND)
+        cost: Spend = defaultdict(Decimal)
+        for price, charge, panel_currency in await ledger.charged_order_costs(
+            session, since, until
+        ):
+            cost[panel_currency] += order_cost(price, charge)
+        in_shop_currency = sum(cost.values(), Decimal(0)) * self._settings.exchange_rate
+        return ResellerPeriod(
+            topups=total(LedgerKind.TOPUP, LedgerKind.STARS_REFUND),
+            admin_credits=total(LedgerKind.CREDIT, LedgerKind.DEBIT),
+            revenue=revenue,
+            panel_cost=dict(cost),
+            margin=revenue - in_shop_currency,
         )
 
     async def balance(self) -> Balance:

@@ -221,7 +221,7 @@ async def create_services(settings: Settings, *, migrate: bool = True) -> Servic
         people=People(sessions, settings, i18n, NoticeKeyboards(), bus=invalidation),
         stats=Stats(sessions, panel, settings),
         reconciliation=Reconciliation(sessions, settings, i18n),
-        billing=Billing(sessions, settings),
+        billing=Billing(sessions, settings, i18n),
         payments=Payments(sessions, settings, i18n),
         panel=panel,
         catalog=catalog,

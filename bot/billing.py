@@ -8,7 +8,10 @@ up to the cent, a Partial refund half up to the cent. Money moves only through
 
 from __future__ import annotations
 
+import enum
+import html
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
@@ -17,17 +20,24 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.money import format_money
+from bot.notices import Translate, Translations
 from storage import ledger
-from storage.models import LedgerEntry, LedgerKind, Markup, MarkupScope
+from storage.ledger import InsufficientFunds as InsufficientFunds  # for handlers/
+from storage.models import LedgerEntry as LedgerEntry  # what /wallet screens show
+from storage.models import LedgerKind, Markup
+from storage.models import MarkupScope as MarkupScope
 
 if TYPE_CHECKING:
     from bot.config import Settings
+    from bot.notify import Notifier
 
 CENT: Final = Decimal("0.01")
 # Telegram takes 1…10000 Stars in one invoice's single price (whole Stars, currency XTR).
 MIN_STARS_PER_INVOICE: Final = 1
 MAX_STARS_PER_INVOICE: Final = 10_000
 LAST_ENTRIES: Final = 10
+WALLET_NOTICE: Final = "wallet"
 
 
 class NotOffered(ValueError):
@@ -38,9 +48,22 @@ class InvalidRemains(ValueError):
     """A panel status whose `remains` is outside 0…the ordered quantity: nothing is booked."""
 
 
+class AmountProblem(enum.StrEnum):
+    """Why a typed amount (or markup percent) was refused, for a clear answer."""
+
+    NOT_A_NUMBER = "not_a_number"
+    NOT_POSITIVE = "not_positive"  # zero or less (a percent: below zero)
+    FINER_THAN_CENT = "finer_than_cent"  # more than two decimals
+    TOO_LARGE = "too_large"
+
+
 class InvalidAmount(ValueError):
     """An amount typed for a wallet (a top-up, a credit, a debit): zero or less, finer than a
     cent, or beyond what one payment can be."""
+
+    def __init__(self, message: str, problem: AmountProblem = AmountProblem.NOT_A_NUMBER) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 # --- prices --------------------------------------------------------------------------------
@@ -188,12 +211,14 @@ def admin_reference(chat_id: int, message_id: int) -> str:
 
 def check_amount(amount: Decimal) -> Decimal:
     """A wallet amount as typed or configured: above zero, whole cents, a sane size."""
-    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
-        raise InvalidAmount(f"{amount} is not an amount above zero")
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise InvalidAmount(f"{amount} is not an amount", AmountProblem.NOT_A_NUMBER)
+    if amount <= 0:
+        raise InvalidAmount(f"{amount} is not above zero", AmountProblem.NOT_POSITIVE)
     if amount >= ledger.MAX_AMOUNT:
-        raise InvalidAmount(f"{amount} is beyond any payment")
+        raise InvalidAmount(f"{amount} is beyond any payment", AmountProblem.TOO_LARGE)
     if amount != amount.quantize(CENT, rounding=ROUND_DOWN):
-        raise InvalidAmount(f"{amount} is finer than a cent")
+        raise InvalidAmount(f"{amount} is finer than a cent", AmountProblem.FINER_THAN_CENT)
     return amount
 
 
@@ -240,9 +265,19 @@ class Billing:
     (`InsufficientFunds`, `InvalidEntry`) or `InvalidAmount`; nothing is booked then.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        i18n: Translations | None = None,
+    ) -> None:
         self._sessions = sessions
         self._settings = settings
+        # Imported here: bot.config imports this module, and bot.notify imports bot.config.
+        from bot.notify import Notifier
+
+        # Without catalogs (unit tests) the people told read the English text.
+        self._notifier: Notifier = Notifier(settings, i18n or _UNTRANSLATED)
 
     @property
     def currency(self) -> str:
@@ -265,8 +300,7 @@ class Billing:
         return customer_price(panel_price, self._settings.exchange_rate, percent)
 
     async def set_markup(self, scope: MarkupScope, key: str, percent: Decimal) -> None:
-        if not percent.is_finite() or percent < 0:
-            raise InvalidAmount(f"a markup of {percent}% is refused: it must be at least zero")
+        check_percent(percent)
         key = "" if scope == MarkupScope.GLOBAL else key
         async with self._sessions() as session, session.begin():
             await ledger.set_markup(session, scope, key, percent)
@@ -302,7 +336,8 @@ class Billing:
         reference: str,
         note: str | None = None,
     ) -> Booking:
-        """An admin credits a payment taken elsewhere (reference `admin:<chat>:<message>`)."""
+        """An admin credits a payment taken elsewhere (reference `admin:<chat>:<message>`);
+        the person is told with the booking, once."""
         entry = ledger.Entry(
             user_id,
             LedgerKind.CREDIT,
@@ -310,9 +345,9 @@ class Billing:
             self.currency,
             reference,
             admin_id=admin_id,
-            note=note,
+            note=_clip_note(note),
         )
-        return await self._book(entry)
+        return await self._book(entry, tell=admin_change_text)
 
     async def debit(
         self,
@@ -323,7 +358,8 @@ class Billing:
         reference: str,
         note: str | None = None,
     ) -> Booking:
-        """An admin takes money out; never below zero (raises InsufficientFunds)."""
+        """An admin takes money out; never below zero (raises InsufficientFunds). The person
+        is told with the booking, once."""
         entry = ledger.Entry(
             user_id,
             LedgerKind.DEBIT,
@@ -331,9 +367,9 @@ class Billing:
             self.currency,
             reference,
             admin_id=admin_id,
-            note=note,
+            note=_clip_note(note),
         )
-        return await self._book(entry)
+        return await self._book(entry, tell=admin_change_text)
 
     async def wallet(self, user_id: int, last: int = LAST_ENTRIES) -> WalletView:
         """The balance and the newest entries of one customer."""
@@ -344,12 +380,21 @@ class Billing:
             return WalletView(Decimal(0), self.currency, entries)
         return WalletView(wallet.balance, wallet.currency, entries)
 
-    async def _book(self, entry: ledger.Entry) -> Booking:
+    async def _book(self, entry: ledger.Entry, tell: ChangeText | None = None) -> Booking:
         async with self._sessions() as session, session.begin():
             booked = await ledger.book(session, entry)
             wallet = await ledger.get_wallet(session, entry.user_id)
-        assert wallet is not None  # book() creates it
-        return Booking(booked, wallet.balance, wallet.currency)
+            assert wallet is not None  # book() creates it
+            balance, currency = wallet.balance, wallet.currency
+            if booked and tell is not None:
+                # In the booking's transaction: the message exists exactly when the entry does.
+                await self._notifier.tell(
+                    session,
+                    [entry.user_id],
+                    lambda _: tell(_, entry, balance),
+                    kind=WALLET_NOTICE,
+                )
+        return Booking(booked, balance, currency)
 
 
 # --- orders paid from a wallet (used by bot.ordering, bot.status, bot.admin) ---------------
@@ -503,3 +548,95 @@ async def refund_final_status(
 
 async def wallet_balance(session: AsyncSession, user_id: int) -> Decimal:
     return await ledger.balance(session, user_id)
+
+
+# --- admin: what admins type, and what the people whose wallet changed read ---------------
+
+# A plain decimal number as typed: digits, at most one point, an optional sign (so "-5" is
+# refused as "not above zero" rather than as "not a number"). Long enough for any real
+# amount, short enough that nothing huge reaches Decimal.
+_NUMBER = re.compile(r"[+-]?[0-9]{1,30}(?:\.[0-9]{1,30})?")
+MAX_MARKUP_PERCENT: Final = Decimal(10_000)  # 100× the panel price: beyond it, a typo
+NOTE_LENGTH: Final = 200
+
+
+def _number(text: str) -> Decimal:
+    candidate = text.strip()
+    if not candidate.isascii() or not _NUMBER.fullmatch(candidate):
+        raise InvalidAmount(f"{candidate[:40]!r} is not a number", AmountProblem.NOT_A_NUMBER)
+    return Decimal(candidate)
+
+
+def parse_amount(text: str) -> Decimal:
+    """A money amount an admin typed ("10", "2.50"): above zero, at most two decimals.
+    Raises InvalidAmount with the problem to explain."""
+    return check_amount(_number(text))
+
+
+def check_percent(percent: Decimal) -> Decimal:
+    """A markup percent: at least zero, at most two decimals, below MAX_MARKUP_PERCENT."""
+    if not percent.is_finite():
+        raise InvalidAmount(f"{percent} is not a percent", AmountProblem.NOT_A_NUMBER)
+    if percent < 0:
+        raise InvalidAmount(f"a markup of {percent}% is below zero", AmountProblem.NOT_POSITIVE)
+    if percent > MAX_MARKUP_PERCENT:
+        raise InvalidAmount(f"a markup of {percent}% is beyond sense", AmountProblem.TOO_LARGE)
+    if percent != percent.quantize(CENT, rounding=ROUND_DOWN):
+        raise InvalidAmount(f"{percent}% is finer than 0.01", AmountProblem.FINER_THAN_CENT)
+    return percent
+
+
+def parse_percent(text: str) -> Decimal:
+    """A markup percent as typed ("15", "12.5", "15%")."""
+    return check_percent(_number(text.strip().removesuffix("%")))
+
+
+def _clip_note(note: str | None) -> str | None:
+    note = " ".join((note or "").split())
+    return note[:NOTE_LENGTH] or None
+
+
+def entry_kind_label(kind: str, _: Translate) -> str:
+    """What moved a wallet, in words: the one label of a ledger kind on every screen."""
+    labels = {
+        LedgerKind.TOPUP: _("Top-up (Stars)"),
+        LedgerKind.CHARGE: _("Order payment"),
+        LedgerKind.REFUND: _("Order refund"),
+        LedgerKind.CREDIT: _("Added by an admin"),
+        LedgerKind.DEBIT: _("Taken by an admin"),
+        LedgerKind.STARS_REFUND: _("Stars given back"),
+        LedgerKind.LATE_CHARGE: _("Late order payment"),
+    }
+    try:
+        return labels[LedgerKind(kind)]
+    except ValueError:
+        return kind
+
+
+class ChangeText(Protocol):
+    def __call__(self, _: Translate, entry: ledger.Entry, balance: Decimal) -> str: ...
+
+
+def admin_change_text(_: Translate, entry: ledger.Entry, balance: Decimal) -> str:
+    """What a person reads when an admin credited or debited their wallet."""
+    amount = format_money(entry.amount, entry.currency)
+    if entry.kind == LedgerKind.DEBIT:
+        text = _("An admin took {amount} from your wallet.")
+    else:
+        text = _("💰 An admin added {amount} to your wallet.")
+    lines = [text.format(amount=f"<b>{amount}</b>")]
+    if entry.note:
+        lines.append(_("Note: {note}").format(note=html.escape(entry.note)))
+    balance_text = format_money(balance, entry.currency)
+    lines.append(_("Your balance: {balance}").format(balance=f"<b>{balance_text}</b>"))
+    return "\n".join(lines)
+
+
+class _Untranslated:
+    def gettext(
+        self, singular: str, plural: str | None = None, n: int = 1, locale: str | None = None
+    ) -> str:
+        return singular if n == 1 or plural is None else plural
+
+
+_UNTRANSLATED: Final = _Untranslated()

@@ -6,6 +6,7 @@ short-lived cache true by forgetting whatever it changes itself.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from bot import notices
 from bot.access import Access, decide_access
 from bot.config import Settings
 from bot.i18n import resolve_language
+from bot.ids import parse_id
 from bot.invalidation import CHAT_BLOCKED, CHAT_CLEARED, USER_CHANGED, Invalidation
 from bot.notices import Translations
 from bot.notify import NoticeButtons, Notifier
@@ -28,6 +30,8 @@ MAX_REMEMBERED = 100_000
 SEEN_TTL = 60.0
 ACCESS_REQUEST_EVERY = timedelta(days=1)
 ACCESS_NOTICE = "access"
+# Telegram usernames: 4–32 letters, digits and underscores (old ones may be 4 long).
+USERNAME = re.compile(r"[A-Za-z0-9_]{4,32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,26 @@ class People:
         async with self._sessions.begin() as session:
             await store.set_user_language(session, user_id, language)
         await self._forget_user_everywhere(user_id)  # their next update reads the new language
+
+    async def find(self, text: str) -> Known | None:
+        """The person an admin names: a Telegram user id (seen or not), or the @username of
+        someone who wrote to the bot; None for anything else.
+
+        The one rule for /allow, /deny, /credit, /debit and /wallet: a username is only known
+        from the updates its holder sent, so a name never seen finds nobody.
+        """
+        user_id = parse_id(text)
+        username = text.strip().removeprefix("@")
+        if user_id is None and not USERNAME.fullmatch(username):
+            return None
+        async with self._sessions() as session:
+            if user_id is not None:
+                user = await store.get_user(session, user_id)
+            else:
+                user = await store.user_by_username(session, username)
+        if user is None:
+            return None if user_id is None else Known(user_id, None, None)
+        return Known(user.id, user.first_name, user.username)
 
     async def set_access(self, user_id: int, allowed: bool) -> Known:
         """Store /allow or /deny (a user never seen gets a row); who it is, as far as known.

@@ -46,7 +46,7 @@ def command_menu() -> list[tuple[str, str]]:
     ]
 
 
-def help_text(access: Access | None) -> str:
+def help_text(access: Access | None, wallet_mode: bool = False) -> str:
     if access is None or not access.may_order:
         # Someone who may not order sees how to get access, not a list of refused commands.
         return "\n".join(
@@ -80,6 +80,13 @@ def help_text(access: Access | None) -> str:
             _("/allow &lt;user id&gt;, /deny &lt;user id&gt; — who may order"),
             _("/notify_here, /notify_off — completion notices in this group"),
         ]
+        if wallet_mode:
+            lines += [
+                _("/credit &lt;user&gt; &lt;amount&gt; [note] — add money to a wallet"),
+                _("/debit &lt;user&gt; &lt;amount&gt; [note] — take money from a wallet"),
+                _("/wallet &lt;user&gt; — anyone's wallet and its latest entries"),
+                _("/markup — show or set the markups"),
+            ]
     return "\n".join(lines)
 
 
@@ -100,7 +107,8 @@ async def start(
 ) -> None:
     await state.clear()
     name = html.quote(message.from_user.first_name) if message.from_user else ""
-    text = _("Hello, {name}!").format(name=name) + "\n\n" + help_text(access)
+    help_part = help_text(access, settings.wallet_mode)
+    text = _("Hello, {name}!").format(name=name) + "\n\n" + help_part
     await message.answer(text, reply_markup=main_menu(message, access, settings.wallet_mode))
 
 
@@ -122,8 +130,8 @@ def main_menu(
     )
 
 
-async def show_help(message: Message, access: Access | None) -> None:
-    await message.answer(help_text(access))
+async def show_help(message: Message, access: Access | None, settings: Settings) -> None:
+    await message.answer(help_text(access, settings.wallet_mode))
 
 
 async def cancel_anything(message: Message, state: FSMContext) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.db import utcnow
-from storage.models import LedgerEntry, LedgerKind, Markup, Wallet
+from storage.models import LedgerEntry, LedgerKind, Markup, Order, SubmissionState, Wallet
 from storage.upsert import upsert, upsert_statement
 
 # Kinds that take money out of a wallet; the amount given to `book` is always positive.
@@ -277,3 +277,31 @@ async def clear_markup(session: AsyncSession, scope: str, key: str) -> bool:
     """Remove a markup; True if there was one."""
     result = await session.execute(delete(Markup).where(Markup.scope == scope, Markup.key == key))
     return bool(getattr(result, "rowcount", 0))
+
+
+# --- reseller statistics (/stats) ---------------------------------------------------------
+
+
+async def charged_order_costs(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[Decimal, Decimal | None, str]]:
+    """(panel price, panel charge, panel currency) of every placed order whose wallet was
+    charged in [since, until), each order once however many attempts it took: what the panel
+    took for the orders sold in that time. Orders still unknown, or never placed, cost the
+    owner nothing yet."""
+    charged = (
+        select(LedgerEntry.order_id)
+        .where(
+            LedgerEntry.kind == str(LedgerKind.CHARGE),
+            LedgerEntry.created_at >= since,
+            LedgerEntry.created_at < until,
+            LedgerEntry.order_id.is_not(None),
+        )
+        .distinct()
+    )
+    rows = await session.execute(
+        select(Order.price, Order.charge, Order.currency).where(
+            Order.id.in_(charged), Order.state == str(SubmissionState.PLACED)
+        )
+    )
+    return [(price, charge, currency) for price, charge, currency in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
@@ -68,6 +68,18 @@ async def remember_user(
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def user_by_username(session: AsyncSession, username: str) -> User | None:
+    """The user who last wrote with this @username (any case): a username can move from one
+    account to another, and the latest holder is the one who wrote most recently."""
+    rows = await session.execute(
+        select(User)
+        .where(func.lower(User.username) == username.lower())
+        .order_by(User.updated_at.desc(), User.id.desc())
+        .limit(1)
+    )
+    return rows.scalar_one_or_none()
 
 
 async def lock_user_access(session: AsyncSession, user_id: int) -> bool | None:
