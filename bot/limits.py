@@ -28,9 +28,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Telegram counts its overall limit over short windows: stay a little under it.
-TELEGRAM_RATE_MARGIN = 0.95
-# At 95% of 30/s, a catch-up of a quarter interval still admits at most 29 in any second.
+# Telegram counts its overall limit over short windows, by when each send *arrives*: stay under
+# it by enough that sends admitted on time but delayed differently on their way (a busy
+# process, the network) still fit. At 95% the slack was one message (35 ms of jitter), and
+# three loaded instances drew 429s from a 30/s window now and then.
+TELEGRAM_RATE_MARGIN = 0.9
+# At 90% of 30/s, a catch-up of a quarter interval admits at most 28 in any second: two
+# messages (74 ms) of slack for the way to Telegram.
 TELEGRAM_CATCH_UP = 0.25
 OVERALL = "all"  # the key of a limit that has one subject
 # The longest one Redis call of the limiter may take (a free pool connection included) before

@@ -140,6 +140,21 @@ class Routed:
     chat_id: int | None
     instance: int
     status: int | None
+    # What the update carries: the user's message id, or the callback query id of a press
+    # (what `send_nowait` and `press_nowait` return), to tell one update from another.
+    key: str | None = None
+
+
+def update_key(update: dict[str, Any]) -> str | None:
+    """The message id (as text) or callback query id an update carries."""
+    for kind, payload in update.items():
+        if kind == "update_id" or not isinstance(payload, dict):
+            continue
+        if kind == "callback_query":
+            return str(payload.get("id"))
+        if "message_id" in payload:
+            return str(payload["message_id"])
+    return None
 
 
 AfterAnswer = Callable[[int, dict[str, Any], int], None]
@@ -159,6 +174,7 @@ class RoundRobinProxy:
     # Called once an instance answered, before Telegram sees the answer (to kill it right then).
     after_answer: AfterAnswer | None = None
     _turns: dict[int | None, itertools.count[int]] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
     _session: ClientSession | None = None
     url: str = ""
@@ -183,11 +199,43 @@ class RoundRobinProxy:
         """Which instance got each update of a chat, in order (answered or not)."""
         return [r.instance for r in self.routed if r.chat_id == chat_id]
 
+    async def answered(
+        self,
+        chat_id: int,
+        keys: Iterable[str],
+        timeout: float,  # noqa: ASYNC109 - a deadline for all of them, not for one await
+    ) -> dict[str, Routed]:
+        """Wait until an instance answered 200 to each of the chat's updates carrying one of
+        `keys` (message or callback query ids); which instance answered each. An instance
+        answers after handling, so the bot's reply reaches the chat *before* the proxy records
+        the update. Raises AssertionError when one is still unanswered at `timeout`."""
+        wanted = set(keys)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {
+                r.key: r
+                for r in self.routed
+                if r.chat_id == chat_id and r.key in wanted and r.status == 200
+            }
+            if found.keys() >= wanted:
+                return {key: found[key] for key in wanted}
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"not answered: {sorted(wanted - found.keys())}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def _record(self, routed: Routed) -> None:
+        self.routed.append(routed)
+        self._changed.set()
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         body = await request.read()
         update = await request.json()
         chat = chat_of(update)
+        key = update_key(update)
         allowed = self.pins.get(chat, tuple(range(len(self.ports)))) if chat else None
         candidates = allowed or tuple(range(len(self.ports)))
         turns = self._turns.setdefault(chat, itertools.count(abs(chat or 0) % len(candidates)))
@@ -207,9 +255,9 @@ class RoundRobinProxy:
             except ClientConnectorError:
                 continue  # not listening (killed, or not started yet): the next one
             except Exception:
-                self.routed.append(Routed(update["update_id"], chat, instance, None))
+                self._record(Routed(update["update_id"], chat, instance, None, key))
                 raise
-            self.routed.append(Routed(update["update_id"], chat, instance, status))
+            self._record(Routed(update["update_id"], chat, instance, status, key))
             if self.after_answer is not None:
                 self.after_answer(instance, update, status)
             response = web.Response(status=status, body=payload)
@@ -568,6 +616,12 @@ class Customer:
     async def send(self, text_: str) -> Message:
         await self._take_turn()
         return await self.chat.send(text_, timeout=REPLY_TIMEOUT)
+
+    async def say(self, text_: str) -> tuple[Message, Message]:
+        """Like `send`; also the person's own message (whose id names the update)."""
+        await self._take_turn()
+        own = self.chat.send_nowait(text_)
+        return own, await self.chat.wait_for(timeout=REPLY_TIMEOUT)
 
     async def press(self, label: str, message: Message | None = None) -> Any:
         await self._take_turn()

@@ -115,7 +115,9 @@ async def test_three_busy_instances_never_exceed_the_rate_together(instances: In
 
     everything = [slot for run in runs for slot in run]
     assert len(everything) > 2 * 30  # long enough for the windows to mean something
-    assert most_in_a_second(everything) <= 30
+    # Admitted by Redis' clock: two under Telegram's 30, so sends that reach it with different
+    # delays (a loaded instance, the network) still fit its window.
+    assert most_in_a_second(everything) <= 28
     assert all(runs), "every instance got turns: none is starved"
 
 

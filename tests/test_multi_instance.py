@@ -29,6 +29,7 @@ from tests.cluster import (
     LEASE_SECONDS,
     PANEL_MAX_RPS,
     POLL_INTERVAL,
+    REPLY_TIMEOUT,
     SECRET,
     TELEGRAM_LIMITS,
     Cluster,
@@ -201,14 +202,12 @@ async def test_double_confirm_on_two_instances_places_one_order(cluster: Cluster
     person = cluster.customer(new_user_id())
     summary = await person.reach_summary(f"https://instagram.com/twice{person.id}")
     started = time.monotonic()
-    before = len(cluster.proxy.routed)
-    person.chat.press_nowait("Confirm", message=summary)
-    person.chat.press_nowait("Confirm", message=summary)
+    first = person.chat.press_nowait("Confirm", message=summary)
+    second = person.chat.press_nowait("Confirm", message=summary)
     await person.chat.wait_for(lambda m: "Order placed" in m.text, timeout=30)
-    assert await eventually(lambda: len(cluster.proxy.routed) >= before + 2, 30)
+    presses = await cluster.proxy.answered(person.id, [first, second], 30)
     await cluster.emulator.settle(idle=1.0, timeout=30)
-    presses = [r for r in cluster.proxy.routed[before:] if r.chat_id == person.id]
-    assert len({r.instance for r in presses}) == 2, presses
+    assert len({r.instance for r in presses.values()}) == 2, presses
     assert adds_for(cluster, started) == 1
     assert [r.state for r in await orders_of(cluster, person.id)] == ["placed"]
 
@@ -333,10 +332,12 @@ async def test_deny_is_effective_on_every_instance_at_once(cluster: Cluster) -> 
     assert "may no longer place orders" in answer.text
     # The summary was shown before /deny: its Confirm must not place anything now.
     await denied.press("Confirm", message=summary)
-    before = len(cluster.proxy.routed)
-    replies: list[Message] = [await denied.send("/order") for _ in range(INSTANCES)]
-    reached = {r.instance for r in cluster.proxy.routed[before:] if r.chat_id == denied.id}
-    assert reached == set(range(INSTANCES)), reached
+    sent = [await denied.say("/order") for _ in range(INSTANCES)]
+    replies: list[Message] = [reply for _, reply in sent]
+    orders = [str(own.message_id) for own, _ in sent]
+    routes = await cluster.proxy.answered(denied.id, orders, REPLY_TIMEOUT)
+    reached = {r.instance for r in routes.values()}
+    assert reached == set(range(INSTANCES)), routes
     assert adds_for(cluster, started) == 0, "a denied user's Confirm placed an order"
     for reply in replies:
         assert "only open to approved users" in reply.text, denied.chat.transcript()
@@ -477,18 +478,21 @@ async def test_killed_poller_leased_orders_are_recovered(cluster: Cluster) -> No
     try:
         panel_ids = set(await place_at_panel(cluster, [chat] * 5))
 
-        async def poll_owner() -> int | None:
-            owners = await cluster.rows(
+        owner: list[int] = []
+
+        async def poll_owner_found() -> bool:
+            # Instance 0 is falsy: the check returns whether one was found, not which.
+            rows = await cluster.rows(
                 "SELECT DISTINCT lease_owner FROM orders WHERE chat_id = :chat "
                 "AND lease_owner IS NOT NULL",
                 chat=chat,
             )
-            found = [instance_of_owner(cluster, row[0]) for row in owners]
-            return next((index for index in found if index is not None), None)
+            found = [instance_of_owner(cluster, row[0]) for row in rows]
+            owner[:] = [index for index in found if index is not None][:1]
+            return bool(owner)
 
-        assert await eventually(poll_owner, 30)
-        poller = await poll_owner()
-        assert poller is not None
+        assert await eventually(poll_owner_found, 30), "no instance leased the orders"
+        poller = owner[0]
         await cluster.bots[poller].kill()
         killed_at = time.monotonic()
     finally:
