@@ -379,7 +379,7 @@ def background_jobs(services: Services, bot: Bot) -> list[BackgroundJob]:
 
 
 async def _on_startup(bot: Bot, services: Services) -> None:
-    await set_commands(bot, services.i18n)
+    await set_commands(bot, services.i18n, wallet_mode=services.settings.wallet_mode)
     services.jobs = background_jobs(services, bot)
     services.start_background()
     # Serve updates once other instances' changes reach this cache; a Redis that does not
@@ -393,13 +393,12 @@ async def _on_shutdown(services: Services) -> None:
     await services.stop_background()
 
 
-async def set_commands(bot: Bot, i18n: I18n) -> None:
+async def set_commands(bot: Bot, i18n: I18n, *, wallet_mode: bool = False) -> None:
     """The command menu, in English and, for Filipino clients, in Filipino."""
     for language in ("en", "fil"):
         with i18n.context(), i18n.use_locale(language):
-            commands = [
-                BotCommand(command=name, description=text) for name, text in command_menu()
-            ]
+            menu = command_menu(wallet_mode)
+            commands = [BotCommand(command=name, description=text) for name, text in menu]
         await bot.set_my_commands(
             commands,
             scope=BotCommandScopeDefault(),

@@ -33,17 +33,28 @@ from handlers.screens import member, replace
 LANGUAGE_NAMES = {"en": "English", "fil": "Filipino"}
 
 
-def command_menu() -> list[tuple[str, str]]:
-    """The command menu shown by Telegram clients (in the current locale)."""
-    return [
+def command_menu(wallet_mode: bool = False) -> list[tuple[str, str]]:
+    """The command menu shown by Telegram clients (in the current locale); in reseller mode
+    with the wallet and the two commands Telegram asks of a bot that takes Stars."""
+    commands = [
         ("order", _("Place a new order")),
         ("orders", _("My orders")),
         ("status", _("Status of an order")),
         ("refill", _("Request a refill")),
+    ]
+    if wallet_mode:
+        commands.append(("wallet", _("My wallet and top-ups")))
+    commands += [
         ("language", _("Change the language")),
         ("cancel", _("Leave the current step")),
         ("help", _("What I can do")),
     ]
+    if wallet_mode:
+        commands += [
+            ("paysupport", _("Help with a payment")),
+            ("terms", _("Terms of sale")),
+        ]
+    return commands
 
 
 def help_text(access: Access | None, wallet_mode: bool = False) -> str:
@@ -66,10 +77,16 @@ def help_text(access: Access | None, wallet_mode: bool = False) -> str:
         _("/orders — your orders and their status"),
         _("/status &lt;id&gt; — the status of one order"),
         _("/refill &lt;id&gt; — ask for a refill of an order"),
+    ]
+    if wallet_mode:
+        lines.append(_("/wallet — your balance, top-ups with Telegram Stars"))
+    lines += [
         _("/language — change the language"),
         _("/cancel — leave what you are doing"),
         _("/help — this message"),
     ]
+    if wallet_mode:
+        lines.append(_("/paysupport — help with a payment; /terms — terms of sale"))
     if access is not None and access.is_admin:
         lines += [
             "",

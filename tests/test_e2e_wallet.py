@@ -250,3 +250,13 @@ async def test_a_short_balance_tops_up_and_comes_back_to_the_same_summary(
     assert "Order placed" in placed.text
     assert len([r for r in shop.sandbox.request_log if r.action == "add"]) == 1
     assert await balance(shop, ALICE) == Decimal("2.90")
+
+
+async def test_the_command_menu_and_help_name_the_wallet(shop: BotUnderTest) -> None:
+    menus = shop.emulator.calls("setMyCommands")
+    english = next(call for call in menus if not call.get("language_code"))
+    names = [command["command"] for command in english["commands"]]
+    assert {"wallet", "paysupport", "terms"} <= set(names), names
+    alice = shop.user(ALICE, "Alice")
+    help_text = (await alice.send("/help")).text
+    assert "/wallet" in help_text and "/paysupport" in help_text and "/terms" in help_text
