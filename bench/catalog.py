@@ -16,8 +16,10 @@ from typing import Any
 from aiogram.utils.i18n import gettext as _
 
 from bench.measure import median
+from bot.billing import Markups
 from bot.catalog import CatalogSnapshot
 from bot.i18n import create_i18n
+from bot.ordering import PriceList
 from bot.panel.models import decode_json, read_services
 from handlers import keyboards
 from playground.sandbox import generate_catalog
@@ -25,6 +27,7 @@ from playground.sandbox import generate_catalog
 PAGE_SIZE = 8  # the default PAGE_SIZE setting
 SEARCH_QUERY = "instagram followers real"
 CURRENCY = "USD"
+PRICES = PriceList(CURRENCY, None, Markups())  # the panel's rates, as in team mode
 MENU = keyboards.Menu(flow=4242, by=1001)  # the conversation the screens are built for
 
 
@@ -75,11 +78,11 @@ def bench_catalog(n_services: int, iterations: int, parse_iterations: int) -> Ca
     def services_page() -> Any:
         page = snapshot.services_page(biggest.key, 1, PAGE_SIZE)
         text = _("<b>{category}</b>\nChoose a service:").format(category=biggest.name)
-        return text, keyboards.services(page, biggest.key, CURRENCY, MENU)
+        return text, keyboards.services(page, biggest.key, PRICES, MENU)
 
     def search_screen() -> Any:
         hits = snapshot.search(SEARCH_QUERY, limit=20)
-        return keyboards.search_results(hits, CURRENCY, MENU)
+        return keyboards.search_results(hits, PRICES, MENU)
 
     def markup_json() -> Any:
         return services_page()[1].model_dump_json(exclude_none=True)
