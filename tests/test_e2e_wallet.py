@@ -260,3 +260,20 @@ async def test_the_command_menu_and_help_name_the_wallet(shop: BotUnderTest) -> 
     alice = shop.user(ALICE, "Alice")
     help_text = (await alice.send("/help")).text
     assert "/wallet" in help_text and "/paysupport" in help_text and "/terms" in help_text
+
+
+async def test_a_stranger_tops_up_and_orders_without_being_allowed(shop: BotUnderTest) -> None:
+    """In reseller mode anyone pays first, so no /allow is needed (unless an admin denies)."""
+    stranger = shop.user(1999, "Sam")
+    welcome = await stranger.send("/start")
+    assert any("Wallet" in label for row in welcome.keyboard for label in row), welcome.keyboard
+    invoice = await top_up(shop, stranger, "⭐ 5.00 USD")
+    await stranger.pay(invoice)
+    await stranger.send("/order")
+    await stranger.press("TikTok")
+    await stranger.press("TikTok Followers")
+    await stranger.send("https://tiktok.com/@sam")
+    summary = await stranger.send("1000")
+    placed = await stranger.press("Confirm", message=summary)
+    assert "Order placed" in placed.text
+    assert await balance(shop, 1999) == Decimal("2.90")
