@@ -317,6 +317,11 @@ async def test_sandbox_controls(http: aiohttp.ClientSession, playground: Playgro
         assert response.status == 200
     add = {"key": SANDBOX_KEY, "action": "add", "service": "2002", "link": LINK, "quantity": "100"}
     assert playground.sandbox.handle(add) == {"error": "Not enough funds on balance"}
+    async with http.post("/api/sandbox/partial-next", json={}) as response:
+        assert (await response.json())["partial_next"] == 1
+    order = playground.sandbox.handle(add)["order"]
+    playground.sandbox.advance(86400)
+    assert playground.sandbox.orders[order].status == "Partial"
     for bad in ({"factor": "fast"}, {"factor": -1}, {"factor": True}, {}):
         async with http.post("/api/sandbox/speed", json=bad) as response:
             assert response.status == 400
