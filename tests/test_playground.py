@@ -396,6 +396,23 @@ async def test_an_approval_can_be_tried_with_max_order_price(tmp_path: Path) -> 
         await world.stop()
 
 
+async def test_in_reseller_mode_the_stranger_may_top_up_and_order(tmp_path: Path) -> None:
+    user = {"billing": "wallet", "shop_currency": "USD"}
+    world = Playground(database_path=tmp_path / "playground.db", user=user)
+    await world.start(port=0)
+    try:
+        async with aiohttp.ClientSession(base_url=world.url) as http:
+            async with http.get("/api/setup") as response:
+                setup = await response.json()
+            assert [p["may_order"] for p in setup["personas"]] == [True, True, True]
+            assert "BILLING=wallet" in setup["personas"][2]["role"]
+            stranger = PageUser(http, 1999, 1999)
+            await stranger.send("/order")
+            await stranger.wait_for(has_button("Instagram Followers ("))
+    finally:
+        await world.stop()
+
+
 async def test_open_to_all_lets_the_stranger_order(tmp_path: Path) -> None:
     world = Playground(database_path=tmp_path / "playground.db", user={"open_to_all": "true"})
     await world.start(port=0)
