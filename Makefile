@@ -67,9 +67,10 @@ bench: install
 	$(BIN)/python -m bench
 
 # Needs the system's Chromium (Debian: apt-get install chromium fonts-noto-color-emoji);
-# never "playwright install": the browser comes from the distribution.
+# never "playwright install": the browser comes from the distribution. The wallet test adds
+# docs/wallet.png and docs/refund.png (reseller mode).
 screenshot: install
-	$(BIN)/python -m pytest -q tests/test_browser.py --screenshot-dir docs
+	$(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_wallet.py --screenshot-dir docs
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

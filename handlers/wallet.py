@@ -82,7 +82,10 @@ def wallet_text(view: WalletView, *, private: bool, stars: bool) -> str:
         for entry in view.entries:
             sign = "+" if entry.amount > 0 else "−"
             amount = format_money(abs(entry.amount), entry.currency)
-            order = f" #{entry.order_id}" if entry.order_id else ""
+            # Our reference, not the panel's id: "#" names the panel's order everywhere else.
+            order = ""
+            if entry.order_id:
+                order = " " + _("ref. {number}").format(number=entry.order_id)
             day = entry.created_at.strftime("%Y-%m-%d")
             lines.append(f"{day} {sign}{amount} · {_kind_label(entry.kind)}{order}")
     if not stars:

@@ -45,6 +45,8 @@ STRANGER = Persona(1999, "Stranger", "not allowed to order", may_order=False)
 PERSONAS = (ADMIN, CUSTOMER, STRANGER)
 # With OPEN_TO_ALL=true the Stranger may order too, and the page says so.
 OPEN_STRANGER = Persona(1999, "Stranger", "may order too (OPEN_TO_ALL=true)", may_order=True)
+# In reseller mode anyone may top up and order (they pay first); OPEN_TO_ALL does not matter.
+SHOP_STRANGER = Persona(1999, "Stranger", "may top up and order (BILLING=wallet)", may_order=True)
 TEAM = Group(-100777, "Team")
 
 
@@ -184,6 +186,8 @@ def changed_settings(user: Mapping[str, str]) -> list[str]:
 
 def personas(settings: Settings) -> tuple[Persona, ...]:
     """Who the page can act as, described as the settings make them."""
+    if settings.wallet_mode:
+        return (ADMIN, CUSTOMER, SHOP_STRANGER)
     return (ADMIN, CUSTOMER, OPEN_STRANGER if settings.open_to_all else STRANGER)
 
 

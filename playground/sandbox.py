@@ -310,6 +310,7 @@ class SandboxPanel:
         self._running_refills: dict[int, SandboxRefill] = {}
         self._next_order_id = first_order_id
         self._fail_next_add: deque[str] = deque()
+        self._partial_next = 0  # orders still to be placed that will end Partial
         self._faults: defaultdict[str, deque[_Fault]] = defaultdict(deque)
         # Simulated time = mark + (real time since the mark) × speed; advance() moves the mark.
         self._clock = clock
@@ -383,6 +384,13 @@ class SandboxPanel:
         """The next ``add`` is refused with ``{"error": message}``."""
         self._fail_next_add.append(message)
 
+    def partial_next(self) -> None:
+        """The next order placed ends Partial (some of it is not delivered and refunded).
+
+        An order that cannot end Partial (a package, a quantity below 2) leaves the promise for
+        the one after it."""
+        self._partial_next += 1
+
     def delay_next(self, action: str, seconds: float) -> None:
         """The next request for ``action`` is processed, then answered ``seconds`` late."""
         self._faults[action].append(_Fault(delay=seconds))
@@ -415,6 +423,7 @@ class SandboxPanel:
             "step_seconds": self.step_seconds,
             "time": round(self.now(), 3),
             "requests": len(self.request_log),
+            "partial_next": self._partial_next,
         }
 
     # --- the API, without HTTP -----------------------------------------------------------------
@@ -539,12 +548,12 @@ class SandboxPanel:
     ) -> SandboxOrder:  # fmt: skip
         order_id, self._next_order_id = self._next_order_id, self._next_order_id + 1
         count = len(self._orders) + 1
-        partial = (
-            self.partial_every > 0
-            and count % self.partial_every == 0
-            and quantity >= 2
-            and not is_package(service)
-        )
+        can_end_partial = quantity >= 2 and not is_package(service)
+        promised = can_end_partial and self._partial_next > 0
+        if promised:
+            self._partial_next -= 1
+        every = self.partial_every > 0 and count % self.partial_every == 0
+        partial = can_end_partial and (promised or every)
         order = SandboxOrder(
             id=order_id,
             service=service,
@@ -719,6 +728,7 @@ class SandboxPanel:
         app.router.add_post("/sandbox/advance", self._advance_view)
         app.router.add_post("/sandbox/speed", self._speed_view)
         app.router.add_post("/sandbox/fail-next-add", self._fail_next_add_view)
+        app.router.add_post("/sandbox/partial-next", self._partial_next_view)
         app.router.add_post("/sandbox/balance", self._balance_view)
         return app
 
@@ -751,6 +761,10 @@ class SandboxPanel:
     async def _fail_next_add_view(self, request: web.Request) -> web.StreamResponse:
         body = await _json_object(request)
         self.fail_next_add(str(body.get("message") or "Not enough funds on balance"))
+        return web.json_response(self.state())
+
+    async def _partial_next_view(self, _request: web.Request) -> web.StreamResponse:
+        self.partial_next()
         return web.json_response(self.state())
 
     async def _balance_view(self, request: web.Request) -> web.StreamResponse:

@@ -8,6 +8,7 @@ One aiohttp application serves, on one port:
     POST /api/sandbox/speed         {"factor"}   simulated time runs `factor` × as fast
     POST /api/sandbox/advance       {"seconds"}  move simulated time forward
     POST /api/sandbox/fail-next-add {"message"?} the next order is refused with that error
+    POST /api/sandbox/partial-next  {}           the next order ends Partial (a refund to see)
     *    /user-api/...              the emulator's user API (see playground/telegram/users.py)
 
 POST bodies must be JSON (`Content-Type: application/json`): a browser cannot send that
@@ -65,7 +66,8 @@ async def _json_posts_only(request: web.Request, handler: Handler) -> web.Stream
 
 
 class SandboxControls:
-    """The page's control strip: read the panel's state, change its clock, inject a refusal."""
+    """The page's control strip: read the panel's state, change its clock, inject a refusal or
+    a Partial ending."""
 
     def __init__(self, sandbox: SandboxPanel) -> None:
         self._sandbox = sandbox
@@ -76,6 +78,7 @@ class SandboxControls:
             web.post("/api/sandbox/speed", self.post_speed),
             web.post("/api/sandbox/advance", self.post_advance),
             web.post("/api/sandbox/fail-next-add", self.post_fail_next_add),
+            web.post("/api/sandbox/partial-next", self.post_partial_next),
         ]
 
     def state(self) -> dict[str, Any]:
@@ -102,6 +105,10 @@ class SandboxControls:
         body = await _json_body(request)
         message = body.get("message") if isinstance(body, dict) else None
         self._sandbox.fail_next_add(str(message or NOT_ENOUGH_FUNDS)[:200])
+        return web.json_response(self.state())
+
+    async def post_partial_next(self, request: web.Request) -> web.Response:
+        self._sandbox.partial_next()
         return web.json_response(self.state())
 
 

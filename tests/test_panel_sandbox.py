@@ -224,6 +224,22 @@ def test_every_fifth_order_ends_partial_with_a_refund(panel: SandboxPanel) -> No
     assert panel.balance == Decimal("100.84292") - 4 * Decimal("0.90") - Decimal("0.77220")
 
 
+def test_a_promised_partial_ends_the_next_order_that_can_end_partial(
+    panel: SandboxPanel,
+) -> None:
+    panel.partial_next()
+    assert panel.state()["partial_next"] == 1
+    package = add(panel, 2011, link=LINK)  # a package cannot end Partial: the promise waits
+    plain = add(panel, 1448, link=LINK, quantity=1000)
+    after = add(panel, 1448, link=LINK, quantity=1000)
+    panel.advance(20)
+    finished = panel.orders
+    assert finished[package].status == OrderStatus.COMPLETED
+    assert (finished[plain].status, finished[plain].remains) == (OrderStatus.PARTIAL, 142)
+    assert finished[after].status == OrderStatus.COMPLETED
+    assert panel.state()["partial_next"] == 0
+
+
 def test_drip_feed_takes_runs_times_as_long(panel: SandboxPanel) -> None:
     order = add(panel, 2001, link=LINK, quantity=100, runs=3, interval=10)
     panel.advance(29)

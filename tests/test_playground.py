@@ -317,6 +317,11 @@ async def test_sandbox_controls(http: aiohttp.ClientSession, playground: Playgro
         assert response.status == 200
     add = {"key": SANDBOX_KEY, "action": "add", "service": "2002", "link": LINK, "quantity": "100"}
     assert playground.sandbox.handle(add) == {"error": "Not enough funds on balance"}
+    async with http.post("/api/sandbox/partial-next", json={}) as response:
+        assert (await response.json())["partial_next"] == 1
+    order = playground.sandbox.handle(add)["order"]
+    playground.sandbox.advance(86400)
+    assert playground.sandbox.orders[order].status == "Partial"
     for bad in ({"factor": "fast"}, {"factor": -1}, {"factor": True}, {}):
         async with http.post("/api/sandbox/speed", json=bad) as response:
             assert response.status == 400
@@ -387,6 +392,23 @@ async def test_an_approval_can_be_tried_with_max_order_price(tmp_path: Path) -> 
             assert "Order placed" in placed["text"]
             async with http.get("/api/setup") as response:
                 assert (await response.json())["settings"] == ["MAX_ORDER_PRICE=1"]
+    finally:
+        await world.stop()
+
+
+async def test_in_reseller_mode_the_stranger_may_top_up_and_order(tmp_path: Path) -> None:
+    user = {"billing": "wallet", "shop_currency": "USD"}
+    world = Playground(database_path=tmp_path / "playground.db", user=user)
+    await world.start(port=0)
+    try:
+        async with aiohttp.ClientSession(base_url=world.url) as http:
+            async with http.get("/api/setup") as response:
+                setup = await response.json()
+            assert [p["may_order"] for p in setup["personas"]] == [True, True, True]
+            assert "BILLING=wallet" in setup["personas"][2]["role"]
+            stranger = PageUser(http, 1999, 1999)
+            await stranger.send("/order")
+            await stranger.wait_for(has_button("Instagram Followers ("))
     finally:
         await world.stop()
 

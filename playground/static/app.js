@@ -37,6 +37,7 @@ const app = {
   poll: null, // AbortController of the open chat's long poll
   manualReply: null, // message_id the user chose to reply to
   dismissedPrompts: new Set(), // "chat:message" force-reply prompts the user closed
+  paidInvoices: new Set(), // "persona:chat:message" invoices paid from this page
   keyboardMessage: null, // message_id of the reply keyboard on screen
   keyboardHidden: false,
   lastRead: new Map(), // "persona:chat" -> highest message_id seen
@@ -378,28 +379,41 @@ function renderInvoice(message, invoice) {
   card.append(el("div", "invoice-title", invoice.title));
   card.append(el("div", "invoice-description", invoice.description));
   card.append(el("div", "invoice-total", `⭐ ${invoice.total_amount}`));
-  const pay = el("button", "ik-button invoice-pay", `Pay ⭐ ${invoice.total_amount}`);
+  const pay = el("button", "ik-button invoice-pay");
   pay.type = "button";
   pay.dataset.testid = "invoice-pay";
-  pay.addEventListener("click", () => payInvoice(message, pay));
+  showInvoicePaid(pay, invoice, app.paidInvoices.has(invoiceKey(message)));
+  pay.addEventListener("click", () => payInvoice(message, invoice, pay));
   card.append(pay);
   return card;
 }
 
-async function payInvoice(message, button) {
+const invoiceKey = (message) => `${app.persona.id}:${app.chatId}:${message.message_id}`;
+
+/** Like Telegram, a paid invoice no longer offers to pay: the button says it is paid. */
+function showInvoicePaid(button, invoice, paid) {
+  button.textContent = paid ? `✓ Paid ⭐ ${invoice.total_amount}` : `Pay ⭐ ${invoice.total_amount}`;
+  button.classList.toggle("paid", paid);
+  button.disabled = paid;
+}
+
+async function payInvoice(message, invoice, button) {
   button.classList.add("pending");
   button.disabled = true;
+  let paid = false;
   try {
     const answer = await api("/user-api/pay", {
       method: "POST",
       body: { user_id: app.persona.id, chat_id: app.chatId, message_id: message.message_id },
     });
-    if (!answer.paid) showToast(`Payment failed: ${answer.error}`);
+    paid = Boolean(answer.paid);
+    if (paid) app.paidInvoices.add(invoiceKey(message));
+    else showToast(`Payment failed: ${answer.error}`);
   } catch (error) {
     showToast(`Not paid: ${error.message}`);
   } finally {
     button.classList.remove("pending");
-    button.disabled = false;
+    showInvoicePaid(button, invoice, paid);
   }
 }
 
@@ -1016,9 +1030,15 @@ function renderSandbox(state) {
   speedUp.setAttribute("aria-pressed", String(fast));
   const { total, ...byStatus } = state.orders;
   const parts = Object.entries(byStatus).map(([status, count]) => `${count} ${status}`);
-  $("sandbox-orders").textContent = total
+  const orders = total
     ? `${total} order${total === 1 ? "" : "s"}: ${parts.join(", ")}`
     : "No orders yet";
+  // Orders promised to end Partial (the strip's button), not placed yet.
+  const pending = state.partial_next || 0;
+  let promise = "";
+  if (pending === 1) promise = " · the next ends Partial";
+  else if (pending > 1) promise = ` · the next ${pending} end Partial`;
+  $("sandbox-orders").textContent = orders + promise;
 }
 
 async function sandboxAction(path, body, message) {
@@ -1047,6 +1067,14 @@ function bindSandbox() {
       { seconds: FINISH_SECONDS },
       "The sandbox clock jumped a day ahead: running orders are done. " +
         "The bot hears of it at its next poll.",
+    ),
+  );
+  $("partial-next").addEventListener("click", () =>
+    sandboxAction(
+      "/api/sandbox/partial-next",
+      {},
+      "The next order will end Partial: part of it is not delivered, and its share is " +
+        "refunded.",
     ),
   );
   $("fail-next").addEventListener("click", () =>
