@@ -364,16 +364,21 @@ def price_line(order: Order, _: Translate) -> str:
 # --- how a placement ended ----------------------------------------------------------------------
 
 
-def placed_text(order: Order, _: Translate) -> str:
-    return "\n".join(
-        [
-            _("✅ Order placed! Order ID: <b>{id}</b>").format(id=order.panel_order_id),
-            *order_details(order, _),
-            price_line(order, _),
-            "",
-            _("I will tell you when its status changes. /orders shows all your orders."),
-        ]
-    )
+def placed_text(order: Order, _: Translate, *, balance: Decimal | None = None) -> str:
+    """The order as placed; in reseller mode (`balance`) what the wallet holds after paying."""
+    lines = [
+        _("✅ Order placed! Order ID: <b>{id}</b>").format(id=order.panel_order_id),
+        *order_details(order, _),
+        price_line(order, _),
+    ]
+    if balance is not None and order.customer_currency is not None:
+        lines.append(
+            _("💳 Paid from your wallet. Balance: {balance}").format(
+                balance=format_money(balance, order.customer_currency)
+            )
+        )
+    lines += ["", _("I will tell you when its status changes. /orders shows all your orders.")]
+    return "\n".join(lines)
 
 
 def unknown_outcome_text(_: Translate) -> str:

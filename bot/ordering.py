@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import functools
 import logging
@@ -254,7 +255,12 @@ class Ordering:
             return Placement(Outcome.SHORT, order, balance=short.balance)
         if placement is not None:
             return placement
-        return await self._submit(order_id, back_to=SubmissionState.DRAFT, decided=False)
+        placed = await self._submit(order_id, back_to=SubmissionState.DRAFT, decided=False)
+        if self._billing is not None and placed.outcome == Outcome.PLACED:
+            # "Paid from your wallet", with what is left in it.
+            wallet = await self._billing.wallet(user_id, last=0)
+            return dataclasses.replace(placed, balance=wallet.balance)
+        return placed
 
     async def _take_draft(
         self, chat_id: int, user_id: int, order: Order, *, is_admin: bool

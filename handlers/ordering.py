@@ -691,7 +691,8 @@ def _placement_screen(placement: Placement, menu: Menu, by: int) -> tuple[str, A
     if order is None:  # only TAKEN and GONE come without an order, and they show no screen
         return _("This order is not available."), None
     if placement.outcome == Outcome.PLACED:
-        return notices.placed_text(order, _), keyboards.placed(order, by)
+        text = notices.placed_text(order, _, balance=placement.balance)
+        return text, keyboards.placed(order, by)
     if placement.outcome == Outcome.AWAITING_APPROVAL:
         return _(
             "This order needs an admin's approval before it is placed (it is over a spending "

@@ -248,6 +248,7 @@ async def test_a_short_balance_tops_up_and_comes_back_to_the_same_summary(
     assert "Please check your order" in back.text and "2.10 USD" in back.text
     placed = await alice.press("Confirm", message=back)
     assert "Order placed" in placed.text
+    assert "Paid from your wallet. Balance: 2.90 USD" in placed.text
     assert len([r for r in shop.sandbox.request_log if r.action == "add"]) == 1
     assert await balance(shop, ALICE) == Decimal("2.90")
 
