@@ -71,6 +71,14 @@ def add_calls(bot: BotUnderTest) -> int:
     return sum(1 for request in bot.sandbox.request_log if request.action == "add")
 
 
+async def confirm_placed(user: ChatUser) -> None:
+    """Press Confirm and wait for "Order placed" (the press may come back with the callback's
+    early answer alone while `add` is still on its way, on a slow machine)."""
+    reply = await user.press("Confirm")
+    if "Order placed" not in getattr(reply, "text", ""):
+        await user.wait_for(lambda m: "Order placed" in m.text)
+
+
 async def summary_of(user: ChatUser, quantity: str = "1000") -> Any:
     """TikTok Followers (2.10 per 1000, cancellable) up to its summary."""
     await user.send("/order")
@@ -234,7 +242,7 @@ async def test_a_partial_order_refunds_its_remains(shop: BotUnderTest) -> None:
     await fund(shop, ALICE, "10.00")
     alice = shop.user(ALICE, "Alice")
     await summary_of(alice)
-    await alice.press("Confirm")
+    await confirm_placed(alice)
     end_on_panel(shop.sandbox.orders[23501], remains=333)
     push = await alice.wait_for(lambda m: "Partial" in m.text, timeout=10)
     # 2.10 × 333 / 1000 = 0.6993 → 0.70
@@ -257,7 +265,7 @@ async def test_a_partial_dripfeed_refunds_of_the_whole_quantity(tmp_path: Path) 
         await alice.send("3")
         summary = await alice.send("10")
         assert "2.25 USD" in summary.text  # 0.015 × 3000 / 1000 × 50
-        await alice.press("Confirm")
+        await confirm_placed(alice)
         end_on_panel(bot.sandbox.orders[23501], remains=1000)  # a third of 3 × 1000
         push = await alice.wait_for(lambda m: "Partial" in m.text, timeout=10)
         assert "0.75 USD is back in your wallet" in push.text
@@ -270,7 +278,7 @@ async def test_a_canceled_order_refunds_the_rest(shop: BotUnderTest) -> None:
     await fund(shop, ALICE, "10.00")
     alice = shop.user(ALICE, "Alice")
     await summary_of(alice)
-    await alice.press("Confirm")
+    await confirm_placed(alice)
     card = await alice.send("/status 23501")
     assert "Charged by the panel" not in card.text
     await alice.press("Cancel order")
@@ -285,7 +293,7 @@ async def test_hostile_remains_book_nothing_and_tell_the_admins(shop: BotUnderTe
     alice = shop.user(ALICE, "Alice")
     admin = shop.user(ADMIN, "Admin")
     await summary_of(alice)
-    await alice.press("Confirm")
+    await confirm_placed(alice)
     end_on_panel(shop.sandbox.orders[23501], remains=5000)  # more than the 1000 ordered
     await admin.wait_for(lambda m: "no refund was booked" in m.text, timeout=10)
     assert await balance(shop) == Decimal("7.90")
@@ -390,7 +398,7 @@ async def test_two_instances_book_one_partial_refund(tmp_path: Path, database_ur
         await fund(first, ALICE, "10.00")
         alice = first.user(ALICE, "Alice")
         await summary_of(alice)
-        await alice.press("Confirm")
+        await confirm_placed(alice)
         end_on_panel(first.sandbox.orders[23501], remains=500)
         one = services_of(first)
         two = await create_services(one.settings)  # a second instance: its own pools
