@@ -18,7 +18,7 @@ from bot.notify import Notifier
 from bot.ordering import give_up_interrupted_submissions
 from playground.sandbox import SandboxOrder
 from playground.telegram import ChatUser
-from storage import ledger
+from storage import ledger, outbox
 from storage.db import utcnow
 from storage.models import LedgerKind, MarkupScope
 from tests.harness import ADMIN, ALICE, STRANGER, BotUnderTest, start_bot, stop_bot
@@ -52,9 +52,22 @@ def services_of(bot: BotUnderTest) -> Services:
 
 
 async def fund(bot: BotUnderTest, user_id: int, amount: str) -> None:
-    await services_of(bot).billing.credit(
+    """Credit the wallet, and wait until the person's "an admin added" message has left the
+    outbox: arriving in the middle of a conversation it would be taken for the bot's answer."""
+    services = services_of(bot)
+    await services.billing.credit(
         user_id, Decimal(amount), admin_id=ADMIN, reference=f"admin:test:{next(_references)}"
     )
+
+    async def told() -> bool:
+        async with services.sessions() as session:
+            return not await outbox.pending(session, user_id)
+
+    for _ in range(100):
+        if await told():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the credit's message to {user_id} never left the outbox")
 
 
 async def balance(bot: BotUnderTest, user_id: int = ALICE) -> Decimal:
