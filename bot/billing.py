@@ -338,16 +338,7 @@ class Billing:
     ) -> Booking:
         """An admin credits a payment taken elsewhere (reference `admin:<chat>:<message>`);
         the person is told with the booking, once."""
-        entry = ledger.Entry(
-            user_id,
-            LedgerKind.CREDIT,
-            check_amount(amount),
-            self.currency,
-            reference,
-            admin_id=admin_id,
-            note=_clip_note(note),
-        )
-        return await self._book(entry, tell=admin_change_text)
+        return await self._by_admin(LedgerKind.CREDIT, user_id, amount, admin_id, reference, note)
 
     async def debit(
         self,
@@ -360,9 +351,20 @@ class Billing:
     ) -> Booking:
         """An admin takes money out; never below zero (raises InsufficientFunds). The person
         is told with the booking, once."""
+        return await self._by_admin(LedgerKind.DEBIT, user_id, amount, admin_id, reference, note)
+
+    async def _by_admin(
+        self,
+        kind: LedgerKind,
+        user_id: int,
+        amount: Decimal,
+        admin_id: int,
+        reference: str,
+        note: str | None,
+    ) -> Booking:
         entry = ledger.Entry(
             user_id,
-            LedgerKind.DEBIT,
+            kind,
             check_amount(amount),
             self.currency,
             reference,

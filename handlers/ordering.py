@@ -21,7 +21,14 @@ from bot.access import Access
 from bot.catalog import Catalog, CatalogSnapshot
 from bot.config import Settings
 from bot.forms import DELAY_CHOICES, Field, FormError, next_field, steps_for, validate_field
-from bot.ordering import OrderActionError, Ordering, Outcome, Placement, SubmissionState
+from bot.ordering import (
+    Order,
+    OrderActionError,
+    Ordering,
+    Outcome,
+    Placement,
+    SubmissionState,
+)
 from bot.panel.errors import PanelError, PanelUnavailable
 from bot.panel.models import Service
 from bot.people import People
@@ -437,10 +444,18 @@ async def _show_summary(
     draft = await ordering.create_draft(_chat_of(origin), menu.by, service, answers)
     await state.set_state(OrderForm.confirming)
     await state.update_data(answers=answers, order=draft.id)
-    summary = texts.summary(draft, service, answers)
-    changeable = [field.name for field in steps_for(service) if field.name in CHANGEABLE]
-    markup = keyboards.confirmation(draft.id, menu, changeable)
+    summary, markup = _summary_screen(draft, service, answers, menu)
     await _show(origin, state, summary, markup, typed=False)
+
+
+def _summary_screen(
+    draft: Order, service: Service, answers: dict[str, Any], menu: Menu
+) -> tuple[str, InlineKeyboardMarkup]:
+    """A draft's summary with Confirm, Cancel and a Change button per answer that may change."""
+    changeable = [field.name for field in steps_for(service) if field.name in CHANGEABLE]
+    return texts.summary(draft, service, answers), keyboards.confirmation(
+        draft.id, menu, changeable
+    )
 
 
 async def show_draft(
@@ -456,9 +471,8 @@ async def show_draft(
     if data.get("order") != draft:
         return False
     await state.set_state(OrderForm.confirming)
-    changeable = [field.name for field in steps_for(service) if field.name in CHANGEABLE]
-    markup = keyboards.confirmation(draft, await _menu_of(state, target, by), changeable)
-    await target.answer(texts.summary(order, service, answers), reply_markup=markup)
+    summary, markup = _summary_screen(order, service, answers, await _menu_of(state, target, by))
+    await target.answer(summary, reply_markup=markup)
     return True
 
 
