@@ -56,7 +56,7 @@ from handlers.middlewares import (
 )
 from migrations import upgrade_database
 from storage.db import create_engine, create_session_factory
-from storage.fsm import SqlStorage
+from storage.fsm import OncePerUpdate, SqlStorage
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -68,6 +68,8 @@ OFFICIAL_API = "https://api.telegram.org"
 ISOLATION_LOCK_SECONDS = 120  # see create_event_isolation
 REDIS_WAIT_SECONDS = 20  # a caller waits this long for a free Redis connection
 INVALIDATION_WAIT_SECONDS = 5  # start-up waits this long for the cache events' subscription
+FSM_KEYS = DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
+FSM_WRITE_BEHIND_SECONDS = 0.2  # a conversation step reaches SQLite this soon after
 
 BackgroundJob = Callable[[], Coroutine[Any, Any, None]]
 
@@ -303,28 +305,38 @@ def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot
 def create_fsm_storage(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> BaseStorage:
+    """Where conversations live. Every update reads its member's state, and most flows change
+    it several times: a shared storage is read and written once per update (`OncePerUpdate`),
+    SQLite's from memory and written behind."""
     if settings.fsm_storage.startswith(("redis://", "rediss://")):
-        from aiogram.fsm.storage.redis import RedisStorage  # the `redis` extra
+        from storage.fsm_redis import RedisConversations  # the `redis` extra
 
-        return RedisStorage(
-            _blocking_redis(settings.fsm_storage, settings.shared_redis_pool_size),
-            key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True),
+        return OncePerUpdate(
+            RedisConversations(
+                _blocking_redis(settings.fsm_storage, settings.shared_redis_pool_size),
+                key_builder=FSM_KEYS,
+            )
         )
-    # One process owns a SQLite database, so the FSM rows may live in memory too.
-    return SqlStorage(sessions, cache=settings.database_url.startswith("sqlite"))
+    # One process owns a SQLite database, so the FSM rows may live in memory too, and reach the
+    # database a moment later, many in one transaction.
+    if settings.database_url.startswith("sqlite"):
+        return SqlStorage(sessions, cache=True, write_behind=FSM_WRITE_BEHIND_SECONDS)
+    return OncePerUpdate(SqlStorage(sessions))
 
 
 def create_event_isolation(storage: BaseStorage) -> BaseEventIsolation:
     """A lock per FSM key: in Redis when the state lives there (several instances), else in
-    this process."""
-    if type(storage).__name__ == "RedisStorage":  # imported only when configured
+    this process; a storage written once per update writes while the lock is still held."""
+    inner = storage.inner if isinstance(storage, OncePerUpdate) else storage
+    isolation: BaseEventIsolation = SimpleEventIsolation()
+    create_isolation = getattr(inner, "create_isolation", None)  # Redis's, when configured
+    if create_isolation is not None:
         # The lock must outlive the slowest bounded handler (an add: 2 × PANEL_TIMEOUT), or its
         # release fails and a second update of the member could start beside it.
-        isolation: BaseEventIsolation = storage.create_isolation(  # type: ignore[attr-defined]
-            lock_kwargs={"timeout": ISOLATION_LOCK_SECONDS}
-        )
-        return isolation
-    return SimpleEventIsolation()
+        isolation = create_isolation(lock_kwargs={"timeout": ISOLATION_LOCK_SECONDS})
+    if isinstance(storage, OncePerUpdate):
+        return storage.isolation(isolation)
+    return isolation
 
 
 def create_dispatcher(services: Services) -> Dispatcher:
@@ -345,6 +357,7 @@ def create_dispatcher(services: Services) -> Dispatcher:
     dispatcher.include_routers(*get_routers())
     dispatcher.startup.register(_on_startup)
     dispatcher.shutdown.register(_on_shutdown)
+    dispatcher.shutdown.register(storage.close)  # the conversation steps written behind
     return dispatcher
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
+from bot import loop
 from bot.config import ConfigError, load_settings
 from bot.logs import configure_logging, secrets_of
 
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     from bot.runner import StartupError, run_bot
 
     try:
-        asyncio.run(run_bot(settings))
+        loop.run(run_bot(settings))
     except StartupError as error:
         if debug:  # the whole story, through the log's redaction
             logging.getLogger(__name__).error("%s", error, exc_info=error)

@@ -79,7 +79,8 @@ class Known:
 
 
 class RecentlySeen:
-    """Chats and users written in the last `ttl` seconds, so their next update writes nothing.
+    """Chats and users written in the last `ttl` seconds, so their next update writes nothing,
+    and users' favourites read in that time, so a menu reads nothing.
 
     Without it every update paid two upserts and a read before its handler ran. `People` forgets
     whatever it changes, and (with Redis) so does every other instance (`bot.invalidation`);
@@ -92,6 +93,7 @@ class RecentlySeen:
         self._clock = clock
         self._chats: dict[int, tuple[float, tuple[object, ...], bool]] = {}
         self._users: dict[int, tuple[float, tuple[object, ...], Person]] = {}
+        self._favourites: dict[int, tuple[float, tuple[int, ...]]] = {}
 
     def chat_is_fresh(self, chat_id: int, fingerprint: tuple[object, ...]) -> bool:
         entry = self._chats.get(chat_id)
@@ -120,6 +122,14 @@ class RecentlySeen:
         self._trim(self._users)
         self._users[user_id] = (self._clock() + self._ttl, fingerprint, person)
 
+    def favourites(self, user_id: int) -> tuple[int, ...] | None:
+        entry = self._favourites.get(user_id)
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
+    def saw_favourites(self, user_id: int, services: tuple[int, ...]) -> None:
+        self._trim(self._favourites)
+        self._favourites[user_id] = (self._clock() + self._ttl, services)
+
     def chat_blocked(self, chat_id: int) -> None:
         """The chat blocked the bot: its next update must be written (an unknown chat is)."""
         entry = self._chats.get(chat_id)
@@ -137,11 +147,13 @@ class RecentlySeen:
 
     def forget_user(self, user_id: int) -> None:
         self._users.pop(user_id, None)
+        self._favourites.pop(user_id, None)
 
     def clear(self) -> None:
         """Forget everything (changes may have been missed while Redis was unreachable)."""
         self._chats.clear()
         self._users.clear()
+        self._favourites.clear()
 
     def _trim(self, entries: dict[int, Any]) -> None:
         """Keep memory bounded: drop expired entries when full, or all of them if none is."""
@@ -206,10 +218,10 @@ class People:
         )
 
     async def _remember_user(self, session: AsyncSession, user: Sender) -> Person:
-        record = await store.remember_user(
+        language, access = await store.remember_user(
             session, user.id, user.username, user.first_name, user.language_code
         )
-        return Person(language=record.language, access=record.access)
+        return Person(language=language, access=access)
 
     async def set_language(self, user_id: int, language: str) -> None:
         async with self._sessions.begin() as session:
@@ -276,11 +288,19 @@ class People:
     async def toggle_favourite(self, user_id: int, service_id: int) -> bool:
         """☆ on a service card: True when the service is a favourite now."""
         async with self._sessions.begin() as session:
-            return await store.toggle_favourite(session, user_id, service_id)
+            starred = await store.toggle_favourite(session, user_id, service_id)
+        await self._forget_user_everywhere(user_id)  # every instance reads the new list
+        return starred
 
-    async def favourites(self, user_id: int) -> list[int]:
+    async def favourites(self, user_id: int) -> tuple[int, ...]:
+        """The user's starred service ids, oldest first (read once a minute at most)."""
+        known = self._recent.favourites(user_id)
+        if known is not None:
+            return known
         async with self._sessions() as session:
-            return await store.favourite_services(session, user_id)
+            found = tuple(await store.favourite_services(session, user_id))
+        self._recent.saw_favourites(user_id, found)
+        return found
 
     async def set_group_notices(self, chat_id: int, notify: bool) -> None:
         async with self._sessions.begin() as session:

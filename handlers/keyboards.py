@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import notices
 from bot.catalog import Category, Page
@@ -47,12 +46,29 @@ MAX_BUTTON_TEXT = 60
 REFILLABLE = (OrderStatus.COMPLETED, OrderStatus.PARTIAL)
 
 
+class Rows:
+    """An inline keyboard, row by row, like aiogram's `InlineKeyboardBuilder.row` (at most
+    `width` buttons a row, 8 by default) without its export, which deep-copies every button:
+    a quarter of a millisecond per menu, on most updates."""
+
+    MAX_WIDTH = 8
+
+    def __init__(self) -> None:
+        self._rows: list[list[InlineKeyboardButton]] = []
+
+    def row(self, *buttons: InlineKeyboardButton, width: int = MAX_WIDTH) -> None:
+        self._rows.extend(list(buttons[at : at + width]) for at in range(0, len(buttons), width))
+
+    def as_markup(self) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup(inline_keyboard=self._rows)
+
+
 def _short(text: str) -> str:
     return text if len(text) <= MAX_BUTTON_TEXT else text[: MAX_BUTTON_TEXT - 1] + "…"
 
 
 def _pager(
-    builder: InlineKeyboardBuilder, has_prev: bool, has_next: bool, prev: str, nxt: str
+    builder: Rows, has_prev: bool, has_next: bool, prev: str, nxt: str
 ) -> None:
     row = []
     if has_prev:
@@ -79,7 +95,7 @@ def _form_button(text: str, action: FormStep, menu: Menu, value: int = 0) -> Inl
 def categories(
     page: Page[Category], keys: Sequence[str], menu: Menu, *, favourites: bool = False
 ) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     if favourites and page.page == 0:
         data = FavouritesPage(flow=menu.flow, by=menu.by).pack()
         builder.row(InlineKeyboardButton(text=_("★ Favourites"), callback_data=data))
@@ -113,7 +129,7 @@ def services(
     prices: PriceList,
     menu: Menu,
 ) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     for service in page.items:
         builder.row(
             InlineKeyboardButton(
@@ -138,7 +154,7 @@ def _to_categories(menu: Menu) -> InlineKeyboardButton:
 def search_results(
     found: Sequence[Service], prices: PriceList, menu: Menu
 ) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     for service in found:
         builder.row(
             InlineKeyboardButton(
@@ -177,7 +193,7 @@ def with_favourite(
 
 def form_step(field: Field, menu: Menu) -> InlineKeyboardMarkup:
     """Buttons of one step: its choices (Yes/Skip, delays), then Back and Cancel."""
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     if field.name == "dripfeed":
         builder.row(
             _form_button(_("Yes"), FormStep.YES, menu),
@@ -232,7 +248,7 @@ def _change_buttons(changeable: Sequence[str], menu: Menu) -> list[InlineKeyboar
 
 
 def order_list(orders: Sequence[Order], page: int, pages: int, by: int) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     for order in orders:
         ident = notices.order_ident(order, _)
         state = notices.state_label(order, _)
@@ -252,7 +268,7 @@ def order_list(orders: Sequence[Order], page: int, pages: int, by: int) -> Inlin
 
 def order_card(order: Order, by: int) -> InlineKeyboardMarkup:
     """Only the actions that apply to this order now."""
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     placed = order.state == SubmissionState.PLACED
     is_open = placed and not is_terminal_order_status(order.status)
     row = []
@@ -274,7 +290,7 @@ def order_card(order: Order, by: int) -> InlineKeyboardMarkup:
 
 def placed(order: Order, by: int) -> InlineKeyboardMarkup:
     """Under "Order placed": its card (refresh, refill, cancel a mistake) and the next order."""
-    builder = InlineKeyboardBuilder()
+    builder = Rows()
     builder.row(
         _action(_("📄 Details"), OrderStep.SHOW, order, by),
         InlineKeyboardButton(text=_("🛒 New order"), callback_data=NewOrder(by=by).pack()),

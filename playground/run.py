@@ -21,6 +21,7 @@ from aiohttp import web
 from pydantic import create_model
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import loop as event_loop
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import ConfigError, Settings, load_settings
 from playground.sandbox import SandboxPanel
@@ -383,6 +384,6 @@ def run_playground() -> int:
         print(f"Configuration error: {error}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_serve(port, user))
+        return event_loop.run(_serve(port, user))
     except KeyboardInterrupt:
         return 130

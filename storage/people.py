@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
 from storage.models import Chat, Favourite, User
-from storage.upsert import upsert
+from storage.upsert import upsert, upsert_statement
 
 
 async def remember_chat(
@@ -43,8 +44,9 @@ async def remember_user(
     username: str | None,
     first_name: str | None,
     telegram_language: str | None,
-) -> User:
-    """Record a user seen in an update and return the stored row (language, access)."""
+) -> tuple[str | None, bool | None]:
+    """Record a user seen in an update; their stored language and access, from the same
+    statement."""
     now = utcnow()
     values = {
         "id": user_id,
@@ -54,16 +56,18 @@ async def remember_user(
         "created_at": now,
         "updated_at": now,
     }
-    await upsert(
-        session,
-        User.__table__,  # type: ignore[arg-type]
-        values,
-        ["id"],
-        ["username", "first_name", "telegram_language", "updated_at"],
+    dialect = session.get_bind().dialect.name
+    row = (await session.execute(_remember_user_statement(dialect), values)).one()
+    return row.language, row.access
+
+
+@functools.cache
+def _remember_user_statement(dialect: str) -> Any:
+    table: Any = User.__table__
+    upserting = upsert_statement(
+        dialect, table, ["id"], ["username", "first_name", "telegram_language", "updated_at"]
     )
-    user = await session.get(User, user_id, populate_existing=True)
-    assert user is not None  # just upserted
-    return user
+    return upserting.returning(table.c.language, table.c.access)
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

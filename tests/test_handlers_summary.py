@@ -54,6 +54,9 @@ async def test_a_press_on_another_instance_during_add_never_reopens_the_form(
     sandbox.delay_next("add", 0.5)
     confirming = asyncio.create_task(rig.press(ALICE, summary, "Confirm"))
     await until_add_is_sent(rig)
+    # Instances share the conversation state (Redis, or a database they all write through);
+    # SQLite's, written behind, reaches the other dispatcher once flushed.
+    await rig.dispatcher.storage.close()
     rig.dispatcher, first = create_dispatcher(rig.services), rig.dispatcher  # instance two
     pressed = await rig.press(ALICE, summary, second)
     rig.dispatcher = first

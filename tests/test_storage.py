@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.people import Person, RecentlySeen
 from storage import orders, people
 from storage.db import create_engine, create_session_factory
-from storage.fsm import SqlStorage
-from storage.models import Base, SubmissionState
+from storage.fsm import OncePerUpdate, SqlStorage
+from storage.models import Base, FsmRecord, SubmissionState
 
 
 async def test_models_match_migrations(engine: AsyncEngine) -> None:
@@ -166,6 +170,58 @@ async def test_cached_fsm_storage_writes_through(database_url: str) -> None:
     await engine.dispose()
 
 
+async def test_fsm_storage_writes_behind_in_one_batch(database_url: str) -> None:
+    """Changes reach the database together a moment later; reads see them at once; close()
+    writes what is still pending."""
+    keys = [StorageKey(bot_id=1, chat_id=n, user_id=n) for n in (21, 22)]
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    behind = SqlStorage(sessions, cache=True, write_behind=0.05)
+    plain = SqlStorage(sessions)
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", _record(statements))
+    for key in keys:
+        await behind.set_state(key, "OrderForm:answering")
+        await behind.update_data(key, {"link": f"https://x.y/{key.chat_id}"})
+    assert await behind.get_state(keys[0]) == "OrderForm:answering"
+    assert not [s for s in statements if s.startswith("INSERT")]  # nothing written yet
+    assert await plain.get_state(keys[0]) is None
+    await asyncio.sleep(0.3)
+    assert len([s for s in statements if s.startswith("INSERT")]) == 1  # one statement for all
+    assert await plain.get_data(keys[1]) == {"link": "https://x.y/22"}
+    await behind.set_state(keys[1], "OrderForm:confirming")
+    await behind.close()
+    assert await plain.get_state(keys[1]) == "OrderForm:confirming"
+    await engine.dispose()
+
+
+async def test_fsm_storage_keeps_what_the_database_refused(tmp_path: Path) -> None:
+    """A refused batch stays pending and is written by the next flush."""
+    key = StorageKey(bot_id=1, chat_id=23, user_id=23)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+    table = FsmRecord.__table__
+    async with engine.begin() as connection:
+        await connection.run_sync(table.create)
+    sessions = create_session_factory(engine)
+    behind = SqlStorage(sessions, cache=True, write_behind=60)
+    await behind.set_state(key, "OrderForm:answering")
+    async with engine.begin() as connection:
+        await connection.run_sync(table.drop)
+    await behind.flush()  # no such table: logged, kept
+    async with engine.begin() as connection:
+        await connection.run_sync(table.create)
+    await behind.close()
+    assert await SqlStorage(sessions).get_state(key) == "OrderForm:answering"
+    await engine.dispose()
+
+
+def _record(statements: list[str]) -> Callable[..., None]:
+    def on_statement(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.lstrip())
+
+    return on_statement
+
+
 def test_recently_seen_expires_and_forgets() -> None:
     now = [0.0]
     recent = RecentlySeen(ttl=10, clock=lambda: now[0])
@@ -182,7 +238,8 @@ def test_recently_seen_expires_and_forgets() -> None:
 
 
 async def test_redis_fsm_storage_when_configured() -> None:
-    """FSM_STORAGE=redis://… switches to aiogram's RedisStorage (CI runs a Redis server)."""
+    """FSM_STORAGE=redis://… keeps conversations in Redis, under aiogram's RedisStorage keys
+    (a running bot's conversations carry over), read and written once per update."""
     import os
 
     import pytest
@@ -192,24 +249,59 @@ async def test_redis_fsm_storage_when_configured() -> None:
         pytest.skip("TEST_REDIS_URL is not set (CI sets it when Redis answers)")
     from aiogram.fsm.storage.redis import RedisStorage
 
-    from bot.app import create_fsm_storage
+    from bot.app import FSM_KEYS, create_event_isolation, create_fsm_storage
     from bot.config import load_settings
 
     settings = load_settings(bot_token="1:x", panel_api_url="sandbox", fsm_storage=url)
     storage = create_fsm_storage(
         settings, create_session_factory(create_engine("sqlite+aiosqlite://"))
     )
-    assert isinstance(storage, RedisStorage)
+    assert isinstance(storage, OncePerUpdate)
+    plain = RedisStorage.from_url(url, key_builder=FSM_KEYS)
     key = StorageKey(bot_id=1, chat_id=12, user_id=12)
     try:
-        await storage.set_state(key, "OrderForm:answering")
-        await storage.set_data(key, {"service": 1448})
-        assert await storage.get_state(key) == "OrderForm:answering"
-        assert await storage.get_data(key) == {"service": 1448}
+        async with create_event_isolation(storage).lock(key):
+            await storage.set_state(key, "OrderForm:answering")
+            await storage.update_data(key, {"service": 1448})
+            await storage.update_data(key, {"link": "https://x.y"})
+            assert await storage.get_state(key) == "OrderForm:answering"
+            assert await plain.get_state(key) is None  # written when the update is over
+        assert await plain.get_state(key) == "OrderForm:answering"
+        assert await plain.get_data(key) == {"service": 1448, "link": "https://x.y"}
+        assert await storage.get_data(key) == {"service": 1448, "link": "https://x.y"}
+        async with create_event_isolation(storage).lock(key):
+            await storage.set_state(key, None)
+            await storage.set_data(key, {})
+        assert await plain.get_state(key) is None
+        assert await plain.get_data(key) == {}
     finally:
-        await storage.set_state(key, None)
-        await storage.set_data(key, {})
+        await plain.set_state(key, None)
+        await plain.set_data(key, {})
+        await plain.close()
         await storage.close()
+
+
+async def test_shared_database_fsm_is_read_and_written_once_per_update(
+    database_url: str,
+) -> None:
+    key = StorageKey(bot_id=1, chat_id=24, user_id=24)
+    engine = create_engine(database_url)
+    storage = OncePerUpdate(SqlStorage(create_session_factory(engine)))
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", _record(statements))
+    async with storage.isolation(SimpleEventIsolation()).lock(key):
+        assert await storage.get_state(key) is None
+        await storage.set_state(key, "OrderForm:answering")
+        await storage.update_data(key, {"service": 1448})
+        data = await storage.get_data(key)
+        data["service"] = 1  # the caller's copy: not the stored value
+        await storage.update_data(key, {"link": "https://x.y"})
+        assert [s.split()[0] for s in statements] == ["SELECT"]
+    assert [s.split()[0] for s in statements] == ["SELECT", "INSERT"]
+    fresh = SqlStorage(create_session_factory(engine))
+    assert await fresh.get_state(key) == "OrderForm:answering"
+    assert await fresh.get_data(key) == {"service": 1448, "link": "https://x.y"}
+    await engine.dispose()
 
 
 async def test_money_with_many_decimals_is_exact(
