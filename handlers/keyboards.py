@@ -67,9 +67,7 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_BUTTON_TEXT else text[: MAX_BUTTON_TEXT - 1] + "…"
 
 
-def _pager(
-    builder: Rows, has_prev: bool, has_next: bool, prev: str, nxt: str
-) -> None:
+def _pager(builder: Rows, has_prev: bool, has_next: bool, prev: str, nxt: str) -> None:
     row = []
     if has_prev:
         row.append(InlineKeyboardButton(text=_("‹ Previous"), callback_data=prev))

@@ -103,7 +103,10 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int | None = None)
     it a caller waits (up to POOL_TIMEOUT) instead of opening more.
     """
     _prepare_sqlite_file(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # A session ends its own transaction (commit, or rollback on close) before it gives the
+    # connection back, so the pool's own rollback on every return was a second round trip
+    # (or, on SQLite, a second hop to aiosqlite's thread) per transaction for nothing.
+    kwargs: dict[str, Any] = {"echo": echo, "pool_reset_on_return": None}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:

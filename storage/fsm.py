@@ -7,8 +7,8 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, cast
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import (
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 _TABLE = FsmRecord.__table__
 CACHED_KEYS = 50_000
 Row = tuple[str | None, str]  # the state and the data as JSON text
+Record = tuple[str | None, dict[str, Any]]  # the state and the data
 _EMPTY: Row = (None, "{}")
 _ROW = select(_TABLE.c.state, _TABLE.c.data)
 _ALL_ROWS = select(_TABLE.c.key, _TABLE.c.state, _TABLE.c.data).order_by(
@@ -88,7 +89,7 @@ class SqlStorage(BaseStorage):
         data: dict[str, Any] = json.loads((await self._read(key))[1])
         return data
 
-    async def get_record(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]:
+    async def get_record(self, key: StorageKey) -> Record:
         state, data = await self._read(key)
         return state, json.loads(data)
 
@@ -222,7 +223,7 @@ def _dump(data: dict[str, Any]) -> str:
 class Records(Protocol):
     """A storage that reads a key's state and data together and writes them together."""
 
-    async def get_record(self, key: StorageKey) -> tuple[str | None, dict[str, Any]]: ...
+    async def get_record(self, key: StorageKey) -> Record: ...
 
     async def set_record(self, key: StorageKey, changes: Mapping[str, Any]) -> None:
         """Write the "state" and/or the "data" in `changes`."""
@@ -230,8 +231,16 @@ class Records(Protocol):
     async def close(self) -> None: ...
 
 
-class _Open:
-    """One key's state and data while an update holds its lock."""
+class LockedRecords(Records, Protocol):
+    """Records with their own lock per key that reads the record as it is taken and writes
+    the changes as it is released (Redis: one round trip each)."""
+
+    def hold(self, key: StorageKey) -> AbstractAsyncContextManager[Held]: ...
+
+
+class Held:
+    """One key's state and data while an update holds its lock: what the handlers see, and
+    what they changed (written when the lock is released)."""
 
     __slots__ = ("changes", "data", "state")
 
@@ -246,22 +255,24 @@ class OncePerUpdate(BaseStorage):
     once per update: the handlers' many reads and writes of one conversation meet in memory.
 
     It works with its `isolation()`, the dispatcher's lock per key, which every instance takes
-    before it touches a key: the key's state and data are read when the update first asks and
-    written back, if they changed, before the lock is released, so the next update of the
-    member, on any instance, sees them. A key no update holds (none in our handlers) is read
-    and written straight through.
+    before it touches a key: the key's state and data are read as the update begins (or when it
+    first asks) and written back, if they changed, before the lock is released, so the next
+    update of the member, on any instance, sees them. A key no update holds (none in our
+    handlers) is read and written straight through.
     """
 
     def __init__(self, inner: Records) -> None:
         self._inner = inner
-        self._held: set[StorageKey] = set()
-        self._open: dict[StorageKey, _Open] = {}
+        self._held: dict[StorageKey, Held | None] = {}  # None: not read yet
 
     @property
     def inner(self) -> Records:
         return self._inner
 
     def isolation(self, inner: BaseEventIsolation) -> BaseEventIsolation:
+        """The lock per key: `inner`, or the storage's own when it has one."""
+        if hasattr(self._inner, "hold"):
+            return _HoldingIsolation(cast(LockedRecords, self._inner), self)
         return _WritingBackIsolation(inner, self)
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
@@ -296,27 +307,29 @@ class OncePerUpdate(BaseStorage):
     async def close(self) -> None:
         await self._inner.close()
 
-    def hold(self, key: StorageKey) -> None:
-        self._held.add(key)
+    def take(self, key: StorageKey, held: Held | None = None) -> None:
+        """An update holds the key now (`held`: its record, already read)."""
+        self._held[key] = held
 
-    async def release(self, key: StorageKey) -> None:
-        """The update is over: what it changed goes to the shared storage, in one write."""
-        self._held.discard(key)
-        entry = self._open.pop(key, None)
-        if entry is not None and entry.changes:
-            await self._inner.set_record(key, entry.changes)
+    def give_back(self, key: StorageKey) -> dict[str, Any]:
+        """The update is over: what it changed, to be written before the lock goes."""
+        held = self._held.pop(key, None)
+        return held.changes if held is not None else {}
 
-    async def _entry(self, key: StorageKey) -> _Open | None:
-        """The key's record in memory, read on first use (None: no update holds the key)."""
+    async def _entry(self, key: StorageKey) -> Held | None:
+        """The record of a key an update holds, read on first use (None: no update holds
+        it)."""
         if key not in self._held:
             return None
-        entry = self._open.get(key)
-        if entry is None:
-            entry = self._open[key] = _Open(*await self._inner.get_record(key))
-        return entry
+        held = self._held[key]
+        if held is None:
+            held = self._held[key] = Held(*await self._inner.get_record(key))
+        return held
 
 
 class _WritingBackIsolation(BaseEventIsolation):
+    """Another lock (in this process, or Redis's); the changes written while it is held."""
+
     def __init__(self, inner: BaseEventIsolation, storage: OncePerUpdate) -> None:
         self._inner = inner
         self._storage = storage
@@ -324,11 +337,33 @@ class _WritingBackIsolation(BaseEventIsolation):
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
         async with self._inner.lock(key):
-            self._storage.hold(key)
+            self._storage.take(key)
             try:
                 yield
             finally:
-                await self._storage.release(key)
+                changes = self._storage.give_back(key)
+                if changes:
+                    await self._storage.inner.set_record(key, changes)
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class _HoldingIsolation(BaseEventIsolation):
+    """The storage's own lock, which reads as it takes the key and writes as it lets go."""
+
+    def __init__(self, records: LockedRecords, storage: OncePerUpdate) -> None:
+        self._records = records
+        self._storage = storage
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncGenerator[None, None]:
+        async with self._records.hold(key) as held:
+            self._storage.take(key, held)
+            try:
+                yield
+            finally:
+                self._storage.give_back(key)
+
+    async def close(self) -> None:
+        """The storage closes its connections."""

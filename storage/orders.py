@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import utcnow
@@ -31,11 +31,16 @@ NEXT_ATTEMPT = Order.attempt + 1
 _ORDER_MONEY = (LedgerKind.CHARGE, LedgerKind.REFUND, LedgerKind.LATE_CHARGE)
 
 
+_ORDERS: Table = Order.__table__  # type: ignore[assignment]
+_INSERT_DRAFT = insert(_ORDERS).returning(*_ORDERS.c)
+
+
 async def create_draft(session: AsyncSession, **values: Any) -> Order:
-    order = Order(state=SubmissionState.DRAFT, **values)
-    session.add(order)
-    await session.flush()
-    return order
+    """The new draft as stored (its defaults filled in), from one INSERT … RETURNING: the
+    ORM's unit of work cost a third of a millisecond more on every summary shown. The order
+    returned is not attached to the session."""
+    row = (await session.execute(_INSERT_DRAFT, {"state": SubmissionState.DRAFT, **values})).one()
+    return Order(**row._mapping)
 
 
 async def move_state(
@@ -89,11 +94,21 @@ async def list_chat_orders(
 ) -> tuple[Sequence[Order], int]:
     """A page of the chat's orders, newest first, and how many there are in all."""
     where = (Order.chat_id == chat_id, Order.state.in_([str(s) for s in LISTED_STATES]))
-    total = await session.scalar(select(func.count()).select_from(Order).where(*where))
+    # The count rides along with the page: one statement on the usual path.
     result = await session.execute(
-        select(Order).where(*where).order_by(Order.id.desc()).offset(offset).limit(limit)
+        select(Order, func.count().over())
+        .where(*where)
+        .order_by(Order.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
-    return result.scalars().all(), int(total or 0)
+    rows = result.all()
+    if rows:
+        return [order for order, _ in rows], int(rows[0][1])
+    if offset == 0:
+        return [], 0
+    total = await session.scalar(select(func.count()).select_from(Order).where(*where))
+    return [], int(total or 0)  # past the end: the caller shows the last page
 
 
 async def orders_in_state(

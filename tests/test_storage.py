@@ -281,6 +281,53 @@ async def test_redis_fsm_storage_when_configured() -> None:
         await storage.close()
 
 
+async def test_redis_conversation_lock_excludes_and_never_writes_after_expiry() -> None:
+    """A second update of the member waits for the first and sees what it wrote; one that
+    outlived its lock writes nothing (another update may have the key by then)."""
+    import os
+
+    import pytest
+
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("TEST_REDIS_URL is not set (CI sets it when Redis answers)")
+    from aiogram.fsm.storage.redis import RedisStorage
+
+    from bot.app import FSM_KEYS
+    from storage.fsm_redis import RedisConversations
+
+    plain = RedisStorage.from_url(url, key_builder=FSM_KEYS)
+    short = RedisConversations(plain.redis, key_builder=FSM_KEYS, lock_seconds=0.2)
+    storage = OncePerUpdate(short)
+    isolation = storage.isolation(SimpleEventIsolation())
+    key = StorageKey(bot_id=1, chat_id=13, user_id=13)
+    order: list[str] = []
+
+    async def first() -> None:
+        async with isolation.lock(key):
+            order.append("first in")
+            await storage.update_data(key, {"step": 1})
+            await asyncio.sleep(0.1)
+            order.append("first out")
+
+    async def second() -> None:
+        await asyncio.sleep(0.02)
+        async with isolation.lock(key):
+            order.append("second in")
+            assert await storage.get_data(key) == {"step": 1}
+
+    try:
+        await asyncio.gather(first(), second())
+        assert order == ["first in", "first out", "second in"]
+        async with isolation.lock(key):
+            await storage.update_data(key, {"step": 2})
+            await asyncio.sleep(0.3)  # the lock expires meanwhile
+        assert await plain.get_data(key) == {"step": 1}
+    finally:
+        await plain.set_data(key, {})
+        await plain.close()
+
+
 async def test_shared_database_fsm_is_read_and_written_once_per_update(
     database_url: str,
 ) -> None:
