@@ -25,7 +25,7 @@ from aiogram.exceptions import TelegramNetworkError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import TelegramMethod
-from aiogram.methods.base import TelegramType
+from aiogram.methods.base import Response, TelegramType
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from aiohttp import ClientError, ClientTimeout, web
@@ -282,8 +282,20 @@ class TelegramSession(AiohttpSession):
                 method=method,
                 message=f"HTTP {status}: a redirect, not followed (check TELEGRAM_API_URL)",
             )
+        _keep_response_type(method.__returning__)
         answer = self.check_response(bot=bot, method=method, status_code=status, content=content)
         return cast(TelegramType, answer.result)
+
+
+# aiogram reads every answer as `Response[<the method's result type>]`, a pydantic generic that
+# pydantic caches only while something else holds it: without these references each one was
+# built again (a millisecond or more) whenever the garbage collector had taken it.
+_RESPONSE_TYPES: dict[Any, type[Response[Any]]] = {}
+
+
+def _keep_response_type(returning: Any) -> None:
+    if returning not in _RESPONSE_TYPES:
+        _RESPONSE_TYPES[returning] = Response[returning]
 
 
 def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot:

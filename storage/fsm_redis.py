@@ -30,6 +30,12 @@ Part = Literal["lock", "state", "data"]
 
 RETRY_SECONDS = 0.05  # a second update of the member waits for the first this often
 
+# KEYS: lock, state, data. ARGV: token, expiry in ms. The record, or nothing if the lock is
+# someone else's.
+_TAKE_AND_READ = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return {redis.call('get', KEYS[2]) or false, redis.call('get', KEYS[3]) or false}
+"""
 # KEYS: lock, state, data. ARGV: token, then for the state and the data each an operation
 # ("" keep, "del", "set"), a value and an expiry in ms (0: none).
 _WRITE_AND_RELEASE = """
@@ -52,6 +58,7 @@ class RedisConversations(RedisStorage):
     def __init__(self, *args: Any, lock_seconds: float = 60, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lock_ms = int(lock_seconds * 1000)
+        self._take_and_read = self.redis.register_script(_TAKE_AND_READ)
         self._write_and_release = self.redis.register_script(_WRITE_AND_RELEASE)
 
     async def get_record(self, key: StorageKey) -> Record:
@@ -75,13 +82,11 @@ class RedisConversations(RedisStorage):
         names = [self._name(key, "lock"), self._name(key, "state"), self._name(key, "data")]
         token = secrets.token_hex(16)
         while True:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(names[0], token, nx=True, px=self._lock_ms)
-                pipe.mget(names[1], names[2])
-                taken, (state, data) = await pipe.execute()
-            if taken:
+            record = await self._take_and_read(keys=names, args=[token, self._lock_ms])
+            if record is not None:
                 break
             await asyncio.sleep(RETRY_SECONDS)
+        state, data = record  # Lua's false arrives as None
         held = Held(*_record(state, data, self))
         try:
             yield held
