@@ -33,9 +33,9 @@ class Sizes:
     delivery_per_group: int = 12
     delivery_repeats: int = 1
     delivery_limits: RateLimits = field(default_factory=RateLimits)
-    # The overall limit sets the pace: 812 messages are 27 s at 30/s, a group's 6 need 18 s.
+    # The overall limit sets the pace: 612 messages are 20 s at 30/s, a group's 6 need 18 s.
     instances_workload: Workload = field(
-        default_factory=lambda: Workload(private_chats=400, per_chat=2, groups=2, per_group=6)
+        default_factory=lambda: Workload(private_chats=300, per_chat=2, groups=2, per_group=6)
     )
     instances_limits: RateLimits = field(default_factory=RateLimits)
     catalog_services: int = 5000

@@ -113,11 +113,13 @@ def run_suite(
     quick: bool = False,
     before: Path | None = None,
     with_baseline: bool = True,
+    jobs: Collection[str] | None = None,
     say: Say = print,
 ) -> Results:
     """Every selected job: a table row on both codebases (`sizes.rounds` rounds, the side
     that goes first alternating), the others on this checkout only. `before` measures another
-    root as the "before" side instead of BASELINE's worktree (the smoke test uses this one)."""
+    root as the "before" side instead of BASELINE's worktree; `jobs` narrows `only` to those
+    jobs (the smoke test uses both)."""
     started = time.perf_counter()
     results = Results(machine=describe_machine(), sizes=sizes)
     after = current()
@@ -127,7 +129,7 @@ def run_suite(
             Codebase(BEFORE, before, "(given)") if before is not None else baseline(say)
         )
     for job in JOBS:
-        if job.benchmark not in only:
+        if job.benchmark not in only or (jobs is not None and job.name not in jobs):
             continue
         if not job.table:
             _run(results, after, job, 0, quick, say)
