@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,18 @@ class BurstRun:
     too_many_requests: int = 0  # 429s from the overall window while the notices drained
     sizing: dict[str, str] = field(default_factory=dict)
     bot_code: tuple[str, ...] = ()  # each bot process's working directory: the code it ran
+    bot_cpu_seconds: float = 0.0  # CPU of the bot processes (all threads) during the burst
+    load_average: float = 0.0  # the machine's 1-minute load average as the burst began
+
+    @property
+    def cpu_per_update_ms(self) -> float:
+        """The bot processes' CPU per update answered: webhook in, Bot API out, everything."""
+        return self.bot_cpu_seconds / self.answered * 1000 if self.answered else float("nan")
+
+    @property
+    def cores_busy(self) -> float:
+        """How much of one core the bot processes used, on average over the burst."""
+        return self.bot_cpu_seconds / self.seconds / self.instances if self.seconds else 0.0
 
     @property
     def updates_per_second(self) -> float:
@@ -106,10 +119,27 @@ class SweepResult:
     three: BurstRun | None = None
     skipped: str | None = None
 
+    def tries(self, rate: float) -> list[BurstRun]:
+        return [run for run in self.loads if run.offered_per_second == rate]
+
+    def p95_at(self, rate: float) -> float:
+        """The median p95 of the tries at this offered load."""
+        return statistics.median(run.p95 for run in self.tries(rate))
+
     @property
-    def highest_within_limit(self) -> BurstRun | None:
-        within = [run for run in self.loads if run.p95 <= P95_LIMIT]
-        return max(within, key=lambda run: run.offered_per_second) if within else None
+    def rates(self) -> list[float]:
+        return list(dict.fromkeys(run.offered_per_second for run in self.loads))
+
+    @property
+    def highest_within_limit(self) -> float | None:
+        """The highest offered load whose median p95 stayed within P95_LIMIT, every lower one
+        tried having stayed within it too."""
+        best = None
+        for rate in self.rates:
+            if self.p95_at(rate) > P95_LIMIT:
+                break
+            best = rate
+        return best
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -142,9 +172,11 @@ async def bench_sweep(
     loads: Sequence[float],
     notices: int,
     three_at: float | None,
+    tries: int = 3,
 ) -> SweepResult:
-    """`loads` (rising) on one instance, stopping after the first whose p95 is over the bar;
-    the drain of `notices` messages; then, with `three_at`, 3 instances at that load."""
+    """`loads` (rising) on one instance, `tries` times each (the median p95 counts: on a
+    shared machine one try can be unlucky), stopping after the first load over the bar; the
+    drain of `notices` messages; then, with `three_at`, 3 instances at that load."""
     result = SweepResult(customers, in_flight)
     backends = bench_backends()
     if backends is None:
@@ -155,12 +187,15 @@ async def bench_sweep(
         try:
             await cluster.start()
             await _warm_up(cluster)
-            for step, rate in enumerate(loads):
-                first = FIRST_CUSTOMER + step * CUSTOMER_BLOCK
-                result.loads.append(await offer(cluster, first, customers, in_flight, rate))
-                if result.loads[-1].p95 > P95_LIMIT:
+            step = 0
+            for rate in loads:
+                for _ in range(tries):
+                    first = FIRST_CUSTOMER + step * CUSTOMER_BLOCK
+                    result.loads.append(await offer(cluster, first, customers, in_flight, rate))
+                    step += 1
+                    await asyncio.sleep(1.0)  # let the last answers' work settle
+                if result.p95_at(rate) > P95_LIMIT:
                     break
-                await asyncio.sleep(1.0)  # let the last answers' work settle
             result.loads[-1] = await _with_drain(cluster, result.loads[-1], notices)
         finally:
             await cluster.stop()
@@ -188,6 +223,8 @@ async def offer(
     ]
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2  # every task is waiting before the first update is due
+    load_average = os.getloadavg()[0]
+    cpu_before = sum(_cpu_seconds(bot.pid) for bot in cluster.bots)
 
     async def customer(index: int) -> None:
         for step, text in enumerate(TEXTS):
@@ -201,15 +238,19 @@ async def offer(
                 latencies.append(loop.time() - due)
 
     await asyncio.gather(*(customer(n) for n in range(customers)))
+    seconds = loop.time() - start
+    cpu = sum(_cpu_seconds(bot.pid) for bot in cluster.bots) - cpu_before
     return BurstRun(
         instances=cluster.instances,
         offered_per_second=rate,
         updates=len(TEXTS) * customers,
         answered=len(latencies),
-        seconds=loop.time() - start,
+        seconds=seconds,
         latencies=tuple(latencies),
         sizing=cluster_sizing(cluster),
         bot_code=tuple(_cwd(bot.pid) for bot in cluster.bots),
+        bot_cpu_seconds=cpu,
+        load_average=load_average,
     )
 
 
@@ -222,6 +263,16 @@ def cluster_sizing(cluster: Cluster) -> dict[str, str]:
         name: env[name.upper()] for name in Settings.model_fields if name.upper() in env
     }
     return sizing(Settings(_env_file=None, **fields))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # After the command's ")": state is field 3, utime 14 and stime 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cwd(pid: int) -> str:

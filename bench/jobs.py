@@ -76,6 +76,7 @@ async def _sweep(sizes: Sizes, _round: int) -> Any:
         sizes.burst_loads,
         sizes.burst_notices,
         sizes.burst_rate if sizes.burst_three else None,
+        sizes.burst_tries,
     )
 
 

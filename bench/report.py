@@ -51,7 +51,9 @@ def verdict(met: bool, detail: str) -> str:
 
 
 def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    if n == 1:
+        return f"{n:,} {word}"
+    return f"{n:,} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
 
 
 # --- the file ------------------------------------------------------------------------------------
@@ -187,9 +189,10 @@ def summary_section(results: Results) -> list[str]:
     for row in found:
         before = issue_table.spread(row.before, row.digits) + row.unit if row.before else "–"
         after = issue_table.spread(row.after, row.digits) + row.unit if row.after else "–"
-        if row.extra.get(AFTER) or row.extra.get(BEFORE):
-            before += f"; p50 {issue_table.spread(row.extra.get(BEFORE, []), 0)} ms"
-            after += f"; p50 {issue_table.spread(row.extra.get(AFTER, []), 0)} ms"
+        if row.extra.get(BEFORE):
+            before += f"; p50 {issue_table.spread(row.extra[BEFORE], 0)} ms"
+        if row.extra.get(AFTER):
+            after += f"; p50 {issue_table.spread(row.extra[AFTER], 0)} ms"
         body.append(
             (row.measure, before, after, row.target_text, issue_table.verdict(row), row.limits)
         )
@@ -263,6 +266,8 @@ def burst_section(results: Results) -> list[str]:
                 "Answered/s",
                 "p50",
                 "p95",
+                "Bot CPU ms/update",
+                "Load average",
                 "Messages/s (limit 30)",
                 "429s",
             ),
@@ -275,6 +280,8 @@ def burst_section(results: Results) -> list[str]:
                     num(run.updates_per_second),
                     f"{num(run.p50 * 1000)} ms",
                     f"**{num(run.p95 * 1000)} ms**",
+                    num(run.cpu_per_update_ms, 2),
+                    num(run.load_average, 1),
                     num(run.messages_per_second, 1) if run.messages else "–",
                     run.too_many_requests if run.messages else "–",
                 )
@@ -284,11 +291,12 @@ def burst_section(results: Results) -> list[str]:
     if sweep and sweep[0].loads:
         best = sweep[0].highest_within_limit
         lines += [
-            "The sweep raises the offered load on one instance until the p95 passes "
-            f"{P95_LIMIT * 1000:g} ms: "
+            "The sweep raises the offered load on one instance, "
+            f"{plural(len(sweep[0].tries(sweep[0].rates[0])), 'try')} at each, until the "
+            f"median p95 passes {P95_LIMIT * 1000:g} ms: "
             + (
-                f"the highest load within it is **{num(best.offered_per_second)} updates/s**."
-                if best
+                f"the highest load within it is **{num(best)} updates/s**."
+                if best is not None
                 else "no load tried stayed within it."
             ),
             "",

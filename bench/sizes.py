@@ -47,6 +47,7 @@ class Sizes:
     burst_in_flight: int = 80
     burst_rate: float = 180.0  # offered updates a second: the burst
     burst_loads: tuple[float, ...] = (60, 120, 180, 240, 320, 420, 560)  # the sweep, rising
+    burst_tries: int = 3  # of each load in the sweep
     burst_three: bool = True  # also 3 instances at burst_rate
     burst_notices: int = 240
 
@@ -90,6 +91,7 @@ QUICK = Sizes(
     burst_in_flight=10,
     burst_rate=60.0,
     burst_loads=(60, 120),
+    burst_tries=1,
     burst_three=False,
     burst_notices=30,
 )

@@ -48,8 +48,11 @@ class Results:
     def skipped(self, job: str) -> str | None:
         for outcomes in self.outcomes.get(job, {}).values():
             for outcome in outcomes:
+                reason = getattr(outcome.result, "skipped", None)  # BurstResult, SweepResult…
                 if isinstance(outcome.result, Skipped):
-                    return outcome.result.reason
+                    reason = outcome.result.reason
+                if isinstance(reason, str):
+                    return reason
         return None
 
     def loops(self, side: str) -> set[str]:

@@ -135,25 +135,18 @@ def ratio_limits(updates: UpdatesResult | None) -> str:
 def burst_limits(run: BurstRun | None, pg: UpdatesResult | None, in_flight: int) -> str:
     if run is None:
         return "–"
-    served = run.updates_per_second
-    if served < 0.95 * run.offered_per_second:
-        parts = [
-            f"throughput: one instance answered {served:,.0f} updates/s of the "
-            f"{run.offered_per_second:,.0f} offered, so updates queue and wait longer the "
-            "longer the burst lasts"
-        ]
-    else:
-        parts = [
-            f"it keeps up ({served:,.0f} updates/s answered of {run.offered_per_second:,.0f} "
-            "offered): the p95 is one update's handling and delivery plus short queues"
-        ]
+    parts = [
+        f"answered {run.updates_per_second:,.0f} updates/s of {run.offered_per_second:,.0f} "
+        f"offered; the bot process used {run.cpu_per_update_ms:.2f} ms CPU per update (webhook "
+        f"in, Bot API out, PostgreSQL, Redis), {run.cores_busy:.0%} of a core over the burst, "
+        "on its one event loop"
+    ]
     if pg is not None:
-        cores = pg.cpu_per_update_ms * run.offered_per_second / 1000
         parts.append(
-            f"at the PostgreSQL row's {pg.cpu_per_update_ms:.2f} ms CPU per update, "
-            f"{run.offered_per_second:,.0f} updates/s need {cores:.2f} of a core on the "
-            "instance's one event loop"
+            f"{pg.cpu_per_update_ms:.2f} ms of it is the in-process handling (row above), "
+            f"{run.cpu_per_update_ms - pg.cpu_per_update_ms:.2f} ms the HTTP around it"
         )
+    parts.append(f"the machine's load average was {run.load_average:.1f} as it began")
     concurrency = run.sizing.get("dispatcher concurrency (UPDATE_CONCURRENCY)", "")
     if concurrency.isdigit() and int(concurrency) < in_flight:
         parts.append(
@@ -181,19 +174,20 @@ def polling_limits(found: Sequence[PollingResult]) -> str:
 def memory_limits(found: Sequence[MemoryResult]) -> str:
     if not found:
         return "–"
-    with_baselines = next((r for r in found if r.aiogram_kib), found[0])
-    stages = found[0].stages
-    names = list(stages)
-    growth = [
-        (after, stages[after] - stages[before]) for before, after in itertools.pairwise(names)
-    ]
-    biggest = sorted(growth, key=lambda item: item[1], reverse=True)[:3]
-    parts = []
-    if with_baselines.aiogram_kib:
-        parts.append(f"`import aiogram` alone: {with_baselines.aiogram_kib / 1024:,.0f} MiB")
-    parts.append(
-        "largest steps: " + ", ".join(f"{name} +{kib / 1024:,.0f} MiB" for name, kib in biggest)
+    first = found[0]
+    names = list(first.stages)
+    steps = ", ".join(
+        f"{after} +{(first.stages[after] - first.stages[before]) / 1024:,.0f} MiB"
+        for before, after in itertools.pairwise(names)
     )
+    parts = []
+    aiogram = next((r.aiogram_kib for r in found if r.aiogram_kib), 0)
+    if aiogram:
+        parts.append(
+            f"`import aiogram` alone peaks at {aiogram / 1024:,.0f} MiB, so everything else "
+            f"adds {(first.peak_kib - aiogram) / 1024:,.0f} MiB"
+        )
+    parts.append(f"RSS by stage: started {first.stages[names[0]] / 1024:,.0f} MiB, {steps}")
     return "; ".join(parts)
 
 
@@ -300,18 +294,19 @@ def sweep_note(results: Results) -> str:
         return ""
     sweep = found[0]
     best = sweep.highest_within_limit
-    tried = ", ".join(f"{run.offered_per_second:g}" for run in sweep.loads)
+    last = sweep.rates[-1]
+    tried = ", ".join(f"{rate:g}" for rate in sweep.rates)
     if best is None:
-        return f"no offered load tried ({tried}/s) kept the p95 ≤ {SWEEP_P95_MS:g} ms"
-    last = sweep.loads[-1]
+        return f"no offered load tried ({tried}/s) kept the median p95 ≤ {SWEEP_P95_MS:g} ms"
     stop = (
-        f"; at {last.offered_per_second:g}/s it was {last.p95 * 1000:,.0f} ms"
-        if last is not best
+        f"; at {last:g}/s it was {sweep.p95_at(last) * 1000:,.0f} ms"
+        if last != best
         else " (the highest tried)"
     )
     return (
-        f"highest offered load with p95 ≤ {SWEEP_P95_MS:g} ms: **{best.offered_per_second:g} "
-        f"updates/s** (p95 {best.p95 * 1000:,.0f} ms){stop}"
+        f"highest offered load with p95 ≤ {SWEEP_P95_MS:g} ms (after): **{best:g} updates/s** "
+        f"(median p95 of {len(sweep.tries(best))}: {sweep.p95_at(best) * 1000:,.0f} ms)"
+        f"{stop}"
     )
 
 
