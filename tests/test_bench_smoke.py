@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from bench import report
+from bench import report, table
 from bench.catalog import bench_catalog
 from bench.codebase import AFTER, BEFORE, ROOT
 from bench.delivery import bench_delivery
@@ -88,6 +88,6 @@ def test_before_and_after_are_measured_side_by_side() -> None:
         (outcome,) = results.outcomes["updates"][side]
         assert set(outcome.imported.values()) == {str(ROOT)}
         assert isinstance(outcome.result, UpdatesResult) and outcome.result.cpu_runs
-    (cpu_row, ratio_row) = report.issue_table.rows(results)
+    (cpu_row, ratio_row) = table.rows(results)
     assert cpu_row.before and cpu_row.after and ratio_row.before and ratio_row.after
     assert "| CPU per update, benchmark mix, SQLite |" in report.render(results)
