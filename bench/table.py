@@ -5,7 +5,6 @@ renders it)."""
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -318,19 +317,24 @@ def spread(values: Sequence[float], digits: int) -> str:
     return f"**{middle}** ({low:,.{digits}f}–{high:,.{digits}f}, {len(values)} runs)"
 
 
+def change_text(row: Row) -> str:
+    """How after compares with before; no factor where the runs' ranges overlap, since the
+    difference of the medians is then within the run-to-run spread."""
+    if not row.after or not row.before:
+        return ""
+    if max(min(row.before), min(row.after)) <= min(max(row.before), max(row.after)):
+        return " (before and after overlap: no change beyond the run-to-run spread)"
+    before, after = median(row.before), median(row.after)
+    change = before / after if row.lower_is_better else after / before
+    if change >= 1:
+        return f" ({change:.1f}× better than before)"
+    return f" ({1 / change:.1f}× worse than before)"
+
+
 def verdict(row: Row) -> str:
     if row.skipped:
         return f"skipped: {row.skipped}"
     if row.met is None:
         return "–"
-    text = "**met**" if row.met else "**missed**"
-    if row.after and row.before and not math.isnan(median(row.before)):
-        change = (
-            median(row.before) / median(row.after)
-            if row.lower_is_better
-            else (median(row.after) / median(row.before))
-        )
-        better = change >= 1
-        text += f" ({change:.1f}× better" if better else f" ({1 / change:.1f}× worse"
-        text += " than before)"
+    text = ("**met**" if row.met else "**missed**") + change_text(row)
     return text + (f"; {row.note}" if row.note else "")
