@@ -139,7 +139,7 @@ def machine_section(results: Results) -> list[str]:
             f"Code measured, {side}",
             f"`{results.codebases[side].path}` at {results.codebases[side].commit}"
             + (f" (BASELINE = {BASELINE}, a `git worktree`)" if side == BEFORE else "")
-            + f"; event loop: {', '.join(sorted(results.loops(side))) or '–'}",
+            + f"; in-process event loop: {', '.join(sorted(results.loops(side))) or '–'}",
         )
         for side in (BEFORE, AFTER)
         if side in results.codebases

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.codebase import AFTER, BEFORE, ROOT, Codebase, baseline, current
-from bench.jobs import JOBS, Job, Outcome, Skipped
+from bench.jobs import JOB, JOBS, Job, Outcome, Skipped
 from bench.machine import Machine, describe_machine
 from bench.sizes import FULL, QUICK, Sizes
 
@@ -56,7 +56,14 @@ class Results:
         return None
 
     def loops(self, side: str) -> set[str]:
-        return {o.loop for by_side in self.outcomes.values() for o in by_side.get(side, [])}
+        """The event loops the bot ran on in this process (the cluster's bots choose their
+        own; their harness runs on uvloop)."""
+        return {
+            o.loop
+            for job, by_side in self.outcomes.items()
+            if JOB[job].in_process
+            for o in by_side.get(side, [])
+        }
 
 
 def run_child(codebase: Codebase, job: Job, round_: int, quick: bool) -> Outcome:
