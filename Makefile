@@ -63,8 +63,11 @@ migrate: install
 migration: install
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
+# Before (a git worktree of the issue's starting commit, in .bench/) and after, side by side;
+# rewrites bench/RESULTS.md. `make bench ONLY=burst` runs one benchmark and prints its report.
+# The PostgreSQL and burst rows need TEST_DATABASE_URL and TEST_REDIS_URL (bench/backends.py).
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(ONLY),--only $(ONLY))
 
 # Needs the system's Chromium (Debian: apt-get install chromium fonts-noto-color-emoji);
 # never "playwright install": the browser comes from the distribution. The wallet test adds

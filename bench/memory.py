@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.codebase import CODE_ENV
 from bench.memory_probe import PEAK
 from bench.panel_process import ROOT, start_panel_process
 from bench.polling import create_order_database
@@ -55,6 +57,14 @@ async def _nothing() -> str:
     return "0"
 
 
+def _check_code(imported: dict[str, str]) -> None:
+    """The probe ran the codebase this process measures (BENCH_CODE, or this checkout)."""
+    expected = str(Path(os.environ.get(CODE_ENV) or ROOT).resolve())
+    wrong = {name: where for name, where in imported.items() if where != expected}
+    if wrong or "bot" not in imported:
+        raise RuntimeError(f"the memory probe ran other code than {expected}: {imported}")
+
+
 async def bench_memory(n_services: int, n_orders: int, *, baselines: bool = True) -> MemoryResult:
     """The bot's peak RSS; with `baselines`, also a bare interpreter's and aiogram's alone."""
     folder = tempfile.TemporaryDirectory(prefix="smm-bench-memory-")
@@ -82,6 +92,7 @@ async def bench_memory(n_services: int, n_orders: int, *, baselines: bool = True
     finally:
         panel.stop()
         folder.cleanup()
+    _check_code(report.get("code", {}))
     return MemoryResult(
         n_services=n_services,
         n_orders=n_orders,

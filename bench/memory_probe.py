@@ -68,7 +68,10 @@ async def probe(panel_url: str, key: str, database_url: str) -> dict[str, Any]:
     stages["poll cycle done"] = rss_kib()
     await services.close()
     await bot.session.close()
+    from bench.codebase import imported_from
+
     return {
+        "code": imported_from(),  # where bot, storage… came from (the parent checks)
         # The kernel updates VmHWM lazily; a later VmRSS reading can be a little higher.
         "peak_kib": max(peak_kib(), *stages.values()),
         "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -1,220 +1,152 @@
-"""The whole benchmark run: the sizes of a full run (and of a quick one), and running them."""
+"""The whole benchmark run: every job in a child process of its own (bench/child.py), the
+table's rows on both codebases, round after round, before and after alternating."""
 
 from __future__ import annotations
 
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
-from bench.burst import BurstResult, bench_burst
-from bench.catalog import CatalogResult, bench_catalog
-from bench.delivery import DeliveryResult, bench_delivery
-from bench.instances import InstancesResult, Workload, bench_instances
+from bench.codebase import AFTER, BEFORE, ROOT, Codebase, baseline, current
+from bench.jobs import JOB, JOBS, Job, Outcome, Skipped
 from bench.machine import Machine, describe_machine
-from bench.memory import MemoryResult, bench_memory
-from bench.polling import PollingResult, bench_polling
-from bench.updates import UpdatesResult, bench_updates
-from playground.telegram import RateLimits
+from bench.sizes import FULL, QUICK, Sizes
 
-T = TypeVar("T")
-BENCHMARKS = ("updates", "polling", "delivery", "catalog", "memory", "instances", "burst")
+BENCHMARKS = tuple(dict.fromkeys(job.benchmark for job in JOBS))
+CHILD_TIMEOUT = 15 * 60  # seconds: a child that hangs fails its job, not the whole run
+Say = Callable[[str], Any]
 
-
-@dataclass(frozen=True)
-class Sizes:
-    updates: int = 1350  # 150 conversations of 9 updates
-    updates_repeats: int = 5
-    updates_catalog: int = 5000
-    concurrent_updates: int = 900
-    concurrent_repeats: int = 3
-    concurrency: int = 8
-    polling_sizes: tuple[int, ...] = (1000, 10_000, 100_000)
-    polling_repeats: tuple[tuple[int, int], ...] = ((1000, 5), (10_000, 3), (100_000, 3))
-    polling_baseline_up_to: int = 10_000
-    polling_quiet_size: int = 10_000
-    polling_profile_size: int = 10_000
-    polling_default_rps_size: int = 1000
-    polling_services: int = 5000
-    delivery_chats: int = 1000
-    delivery_per_chat: int = 3
-    delivery_groups: int = 2
-    delivery_per_group: int = 20
-    delivery_repeats: int = 1
-    delivery_limits: RateLimits = field(default_factory=RateLimits)
-    # The overall limit sets the pace: 812 messages are 27 s at 30/s, a group's 6 need 18 s.
-    instances_workload: Workload = field(
-        default_factory=lambda: Workload(private_chats=400, per_chat=2, groups=2, per_group=6)
-    )
-    instances_limits: RateLimits = field(default_factory=RateLimits)
-    catalog_services: int = 5000
-    catalog_iterations: int = 2000
-    catalog_parse_iterations: int = 15
-    memory_services: int = 5000
-    memory_orders: int = 100_000
-    burst_customers: int = 300
-    burst_in_flight: int = 80
-    burst_notices: int = 240
-
-
-FULL = Sizes()
-# Seconds, not minutes: checks that everything runs, says nothing about speed.
-QUICK = Sizes(
-    updates=45,
-    updates_repeats=3,
-    updates_catalog=200,
-    concurrent_updates=45,
-    concurrent_repeats=3,
-    polling_sizes=(300, 1000),
-    polling_repeats=((300, 3), (1000, 3)),
-    polling_baseline_up_to=300,
-    polling_quiet_size=300,
-    polling_profile_size=300,
-    polling_default_rps_size=300,
-    polling_services=200,
-    delivery_chats=20,
-    delivery_per_chat=2,
-    delivery_groups=2,
-    delivery_per_group=3,
-    delivery_limits=RateLimits(
-        global_per_second=200, per_chat_per_second=20, per_group_per_minute=600
-    ),
-    instances_workload=Workload(private_chats=20, per_chat=2, groups=2, per_group=3),
-    instances_limits=RateLimits(
-        global_per_second=200, per_chat_per_second=20, per_group_per_minute=600
-    ),
-    catalog_services=500,
-    catalog_iterations=50,
-    catalog_parse_iterations=3,
-    memory_services=200,
-    memory_orders=1000,
-    burst_customers=20,
-    burst_in_flight=10,
-    burst_notices=30,
-)
+__all__ = ["BENCHMARKS", "FULL", "QUICK", "Results", "Sizes", "run_suite"]
 
 
 @dataclass
 class Results:
     machine: Machine
     sizes: Sizes
-    updates: UpdatesResult | None = None
-    updates_concurrent: UpdatesResult | None = None
-    polling: PollingResult | None = None
-    delivery: DeliveryResult | None = None
-    catalog: CatalogResult | None = None
-    memory: MemoryResult | None = None
-    burst: BurstResult | None = None
-    instances: InstancesResult | None = None
-    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each benchmark
-    failures: dict[str, str] = field(default_factory=dict)  # benchmark → what went wrong
+    codebases: dict[str, Codebase] = field(default_factory=dict)  # side → its code
+    # job → side → one outcome per round (table rows); after-only jobs have AFTER alone.
+    outcomes: dict[str, dict[str, list[Outcome]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # job → wall time, every child
+    failures: dict[str, str] = field(default_factory=dict)  # "job (side, round)" → error
+    wall_seconds: float = 0.0  # the whole run, the baseline's worktree included
 
     @property
     def total_seconds(self) -> float:
-        return sum(self.seconds.values())
+        return self.wall_seconds or sum(self.seconds.values())
 
+    def results(self, job: str, side: str = AFTER) -> list[Any]:
+        """The job's results on one side, round by round (skipped ones left out)."""
+        found = self.outcomes.get(job, {}).get(side, [])
+        return [o.result for o in found if not isinstance(o.result, Skipped)]
 
-async def _timed(
-    results: Results, name: str, run: Callable[[], Awaitable[T]], say: Callable[[str], Any]
-) -> T | None:
-    """Run one benchmark; a failure is recorded (and printed) and the others still run."""
-    say(f"{name}…")
-    started = time.perf_counter()
-    try:
-        outcome = await run()
-    except Exception as error:
-        traceback.print_exc()
-        results.failures[name] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-        say(f"{name}: FAILED ({results.failures[name]})")
+    def skipped(self, job: str) -> str | None:
+        for outcomes in self.outcomes.get(job, {}).values():
+            for outcome in outcomes:
+                reason = getattr(outcome.result, "skipped", None)  # BurstResult, SweepResult…
+                if isinstance(outcome.result, Skipped):
+                    reason = outcome.result.reason
+                if isinstance(reason, str):
+                    return reason
         return None
-    finally:
-        results.seconds[name] = time.perf_counter() - started
-    say(f"{name}: {results.seconds[name]:.0f} s")
+
+    def loops(self, side: str) -> set[str]:
+        """The event loops the bot ran on in this process (the cluster's bots choose their
+        own; their harness runs on uvloop)."""
+        return {
+            o.loop
+            for job, by_side in self.outcomes.items()
+            if JOB[job].in_process
+            for o in by_side.get(side, [])
+        }
+
+
+def run_child(codebase: Codebase, job: Job, round_: int, quick: bool) -> Outcome:
+    """`python -m bench.child` for one job on one codebase; its outcome, checked."""
+    with tempfile.TemporaryDirectory(prefix="smm-bench-child-") as folder:
+        out = Path(folder) / "outcome.pickle"
+        command = [sys.executable, "-m", "bench.child", "--job", job.name]
+        command += ["--round", str(round_), "--sizes", "quick" if quick else "full"]
+        command += ["--out", str(out)]
+        done = subprocess.run(
+            command, cwd=ROOT, env=codebase.env(), timeout=CHILD_TIMEOUT, check=False
+        )
+        if done.returncode != 0 or not out.exists():
+            raise RuntimeError(f"the child exited with {done.returncode} (its stderr is above)")
+        outcome: Outcome = pickle.loads(out.read_bytes())
+    _check_code(codebase, outcome)
     return outcome
 
 
-async def run_suite(
-    sizes: Sizes, only: Collection[str] = BENCHMARKS, say: Callable[[str], Any] = print
+def _check_code(codebase: Codebase, outcome: Outcome) -> None:
+    """The child imported the codebase it was meant to, and so did the bots it started."""
+    expected = str(codebase.path.resolve())
+    wrong = {name: where for name, where in outcome.imported.items() if where != expected}
+    runs = [outcome.result.run] if hasattr(outcome.result, "run") else []
+    runs += [*getattr(outcome.result, "loads", []), getattr(outcome.result, "three", None)]
+    for run in filter(None, runs):
+        for index, where in enumerate(getattr(run, "bot_code", ())):
+            if where != expected:
+                wrong[f"bot process {index}"] = where
+    if wrong:
+        raise RuntimeError(f"measured the wrong code, expected {expected}: {wrong}")
+
+
+def _run(
+    results: Results, codebase: Codebase, job: Job, round_: int, quick: bool, say: Say
+) -> None:
+    label = f"{job.name} ({codebase.side} {codebase.commit}, round {round_ + 1})"
+    say(f"{label}…")
+    started = time.perf_counter()
+    try:
+        outcome = run_child(codebase, job, round_, quick)
+    except Exception as error:
+        results.failures[label] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        say(f"{label}: FAILED ({results.failures[label]})")
+        return
+    finally:
+        seconds = time.perf_counter() - started
+        results.seconds[job.name] = results.seconds.get(job.name, 0.0) + seconds
+    results.outcomes.setdefault(job.name, {}).setdefault(codebase.side, []).append(outcome)
+    say(f"{label}: {seconds:.0f} s")
+
+
+def run_suite(
+    sizes: Sizes,
+    only: Collection[str] = BENCHMARKS,
+    *,
+    quick: bool = False,
+    before: Path | None = None,
+    with_baseline: bool = True,
+    jobs: Collection[str] | None = None,
+    say: Say = print,
 ) -> Results:
+    """Every selected job: a table row on both codebases (`sizes.rounds` rounds, the side
+    that goes first alternating), the others on this checkout only. `before` measures another
+    root as the "before" side instead of BASELINE's worktree; `jobs` narrows `only` to those
+    jobs (the smoke test uses both)."""
+    started = time.perf_counter()
     results = Results(machine=describe_machine(), sizes=sizes)
-    if "updates" in only:
-        results.updates = await _timed(
-            results,
-            "update handling",
-            lambda: bench_updates(
-                sizes.updates, sizes.updates_repeats, catalog_size=sizes.updates_catalog
-            ),
-            say,
+    after = current()
+    results.codebases[AFTER] = after
+    if with_baseline:
+        results.codebases[BEFORE] = (
+            Codebase(BEFORE, before, "(given)") if before is not None else baseline(say)
         )
-        results.updates_concurrent = await _timed(
-            results,
-            f"update handling, {sizes.concurrency} at a time",
-            lambda: bench_updates(
-                sizes.concurrent_updates,
-                sizes.concurrent_repeats,
-                catalog_size=sizes.updates_catalog,
-                concurrency=sizes.concurrency,
-                profile=False,
-            ),
-            say,
-        )
-    if "polling" in only:
-        results.polling = await _timed(
-            results,
-            "polling",
-            lambda: bench_polling(
-                sizes.polling_sizes,
-                dict(sizes.polling_repeats),
-                baseline_up_to=sizes.polling_baseline_up_to,
-                quiet_size=sizes.polling_quiet_size,
-                profile_size=sizes.polling_profile_size,
-                default_rps_size=sizes.polling_default_rps_size,
-                n_services=sizes.polling_services,
-            ),
-            say,
-        )
-    if "delivery" in only:
-        results.delivery = await _timed(
-            results,
-            "delivery",
-            lambda: bench_delivery(
-                sizes.delivery_chats,
-                sizes.delivery_per_chat,
-                sizes.delivery_groups,
-                sizes.delivery_per_group,
-                repeats=sizes.delivery_repeats,
-                limits=sizes.delivery_limits,
-            ),
-            say,
-        )
-    if "catalog" in only:
-
-        async def catalog() -> CatalogResult:
-            return bench_catalog(
-                sizes.catalog_services, sizes.catalog_iterations, sizes.catalog_parse_iterations
-            )
-
-        results.catalog = await _timed(results, "catalog", catalog, say)
-    if "memory" in only:
-        results.memory = await _timed(
-            results,
-            "memory",
-            lambda: bench_memory(sizes.memory_services, sizes.memory_orders),
-            say,
-        )
-    if "burst" in only:
-        results.burst = await _timed(
-            results,
-            "several instances",
-            lambda: bench_burst(sizes.burst_customers, sizes.burst_in_flight, sizes.burst_notices),
-            say,
-        )
-    if "instances" in only:
-        results.instances = await _timed(
-            results,
-            "delivery by several instances",
-            lambda: bench_instances(sizes.instances_workload, sizes.instances_limits),
-            say,
-        )
+    for job in JOBS:
+        if job.benchmark not in only or (jobs is not None and job.name not in jobs):
+            continue
+        if not job.table:
+            _run(results, after, job, 0, quick, say)
+            continue
+        for round_ in range(sizes.rounds):
+            sides = [results.codebases[s] for s in (BEFORE, AFTER) if s in results.codebases]
+            for codebase in sides if round_ % 2 == 0 else sides[::-1]:
+                _run(results, codebase, job, round_, quick, say)
+    results.wall_seconds = time.perf_counter() - started
     return results

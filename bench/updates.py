@@ -4,6 +4,10 @@ Both dispatchers get real `aiogram.types.Update` objects through `dp.feed_update
 whose session records requests (no HTTP to Telegram). Ours is `create_dispatcher(services)`:
 every middleware, the migrated SQLite database in a temporary file, the locale, and the sandbox
 panel on loopback (its catalog and currency loaded before timing, as in a running bot).
+
+With `backends` (bench/backends.py), the same bot runs with the settings each instance of a
+multi-instance deployment has (tests/cluster.py): DATABASE_URL on PostgreSQL, FSM_STORAGE and
+REDIS_URL on Redis (FSM state and its locks, the invalidation bus, the shared panel limiter).
 """
 
 from __future__ import annotations
@@ -14,18 +18,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.types import InlineKeyboardMarkup, Message, Update
 from sqlalchemy import event, insert, select
 
+from bench.backends import dispose, fresh
 from bench.measure import Clock, median
 from bench.profiling import ProfileSummary, profiled
+from bench.sizing import sizing
 from bot.app import Services, create_dispatcher, create_services
 from bot.catalog import CatalogSnapshot
 from bot.config import Settings
@@ -35,6 +41,9 @@ from handlers.flows import flow_number
 from playground.sandbox import SandboxPanel, generate_catalog
 from playground.telegram.recording import BOT_USER, TOKEN, RecordingSession, recording_bot
 from storage.models import Chat, Order, SubmissionState, User
+
+if TYPE_CHECKING:
+    from tests.cluster import Backends
 
 # One customer's conversation, in order; every step is valid after the one before it.
 STEPS: tuple[str, ...] = (
@@ -84,6 +93,10 @@ class UpdatesResult:
     transaction_us: float  # one trivial transaction (SELECT 1 + commit), median µs
     cpu_per_update_ms: float  # process CPU per update of ours, median over the repeats
     profile: ProfileSummary | None = None
+    cpu_runs: list[float] = field(default_factory=list)  # ms of process CPU per update, per run
+    backend: str = "SQLite"  # or "PostgreSQL + Redis"
+    sizing: dict[str, str] = field(default_factory=dict)  # bench/sizing.py, from the Settings
+    loop: str = ""  # the event loop's class, e.g. asyncio's or uvloop's
 
     @property
     def ours_per_second(self) -> float:
@@ -256,25 +269,41 @@ class OurBot:
     sandbox: SandboxPanel
     script: Script
     folder: tempfile.TemporaryDirectory[str]
+    backends: Backends | None = None
 
     async def close(self) -> None:
         await self.services.close()
         await self.sandbox.stop()
         await self.bot.session.close()
         self.folder.cleanup()
+        if self.backends is not None:
+            await dispose(self.backends)
 
 
-async def start_our_bot(catalog_size: int) -> OurBot:
+def backend_settings(folder: Path, backends: Backends | None) -> dict[str, Any]:
+    """SQLite in `folder`, or what tests/cluster.py gives each instance: PostgreSQL + Redis."""
+    if backends is None:
+        return {"database_url": f"sqlite+aiosqlite:///{folder / 'bot.db'}"}
+    return {
+        "database_url": backends.database_url,
+        "fsm_storage": backends.redis_url,
+        "redis_url": backends.redis_url,
+    }
+
+
+async def start_our_bot(catalog_size: int, backends: Backends | None = None) -> OurBot:
     folder = tempfile.TemporaryDirectory(prefix="smm-bench-updates-")
     sandbox = SandboxPanel.from_catalog(generate_catalog(catalog_size), api_key="bench-key")
     url = await sandbox.start()
+    if backends is not None:
+        await fresh(backends)
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         bot_token=TOKEN,
         panel_api_url=url,
         panel_api_key=sandbox.api_key,
-        database_url=f"sqlite+aiosqlite:///{Path(folder.name) / 'bot.db'}",
         open_to_all=True,
+        **backend_settings(Path(folder.name), backends),
     )
     services = await create_services(settings)
     # A running bot has its catalog and the panel's currency cached: load them before timing.
@@ -289,6 +318,7 @@ async def start_our_bot(catalog_size: int) -> OurBot:
         sandbox=sandbox,
         script=choose_script(snapshot),
         folder=folder,
+        backends=backends,
     )
 
 
@@ -389,11 +419,12 @@ async def bench_updates(
     catalog_size: int = 5000,
     concurrency: int = 1,
     profile: bool = True,
+    backends: Backends | None = None,
 ) -> UpdatesResult:
     """Updates/s of our dispatcher and of the echo bot, `repeats` times each, side by side.
 
     `n_updates` is rounded up to whole conversations (len(STEPS) updates each)."""
-    ours = await start_our_bot(catalog_size)
+    ours = await start_our_bot(catalog_size, backends)
     echo_bot, _ = recording_bot(keep=False)
     echo = echo_dispatcher()
     errors = _ErrorCounter()
@@ -463,6 +494,10 @@ async def bench_updates(
             ms_by_step={step: median(times) * 1000 for step, times in by_step.items() if times},
             transaction_us=await transaction_cost(ours),
             cpu_per_update_ms=median(cpu_runs) * 1000,
+            cpu_runs=[cpu * 1000 for cpu in cpu_runs],
+            backend="SQLite" if backends is None else "PostgreSQL + Redis",
+            sizing=sizing(ours.services.settings),
+            loop=type(asyncio.get_running_loop()).__module__,
         )
         if profile:
             traced = our_updates(batches[-3])

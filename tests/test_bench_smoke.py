@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import math
 
-from bench import report
+from bench import report, table
 from bench.catalog import bench_catalog
+from bench.codebase import AFTER, BEFORE, ROOT
 from bench.delivery import bench_delivery
+from bench.jobs import Outcome
 from bench.machine import describe_machine
 from bench.memory import bench_memory
 from bench.polling import BUSY, QUIET, bench_polling
-from bench.suite import QUICK, Results
-from bench.updates import STEPS, bench_updates
+from bench.sizes import QUICK
+from bench.suite import Results, run_suite
+from bench.updates import STEPS, UpdatesResult, bench_updates
 from playground.telegram import RateLimits
 
 
@@ -57,7 +60,8 @@ async def test_delivery_loses_nothing() -> None:
 
 async def test_catalog_and_the_whole_report() -> None:
     catalog = bench_catalog(100, 5, 2)
-    results = Results(machine=describe_machine(), sizes=QUICK, catalog=catalog)
+    results = Results(machine=describe_machine(), sizes=QUICK)
+    results.outcomes["catalog"] = {AFTER: [Outcome("catalog", 0, catalog, {}, "asyncio", 0.1)]}
     results.seconds["catalog"] = 0.1
 
     assert catalog.search_hits > 0 and all(us > 0 for us in catalog.micros.values())
@@ -72,3 +76,18 @@ async def test_memory_probe_reports_a_peak() -> None:
     assert result.services_loaded == 30 and result.orders_polled == 300
     assert result.peak_kib >= max(result.stages.values()) > 0
     assert "## 5. Memory" in "\n".join(report.memory_section(result))
+
+
+def test_before_and_after_are_measured_side_by_side() -> None:
+    # The orchestration `make bench` runs, on tiny sizes: a child process per codebase, here
+    # this checkout as both sides (the real run checks out the baseline commit instead).
+    results = run_suite(QUICK, ["updates"], quick=True, before=ROOT, jobs=["updates"], say=str)
+
+    assert not results.failures
+    for side in (BEFORE, AFTER):
+        (outcome,) = results.outcomes["updates"][side]
+        assert set(outcome.imported.values()) == {str(ROOT)}
+        assert isinstance(outcome.result, UpdatesResult) and outcome.result.cpu_runs
+    (cpu_row, ratio_row) = table.rows(results)
+    assert cpu_row.before and cpu_row.after and ratio_row.before and ratio_row.after
+    assert "| CPU per update, benchmark mix, SQLite |" in report.render(results)
