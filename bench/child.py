@@ -41,7 +41,7 @@ them stable, or change the harness with them):
   `start`, `stop`, `env(index)`, `bots[i].pid`, `emulator`, `engine`, `instances`;
   `Backends(database_url, maintenance_url, database_name, redis_url)`, `recreate_database`,
   `flush_redis`, `TELEGRAM_LIMITS`.
-- The event loop: if the codebase defines `bot.runner.loop_factory()` (returning a loop
+- The event loop: if the codebase defines `bot.loop.loop_factory()` (returning a loop
   factory for `asyncio.Runner`, or None for asyncio's own), the in-process benchmarks run on
   the loop it chooses, as the bot would; otherwise on asyncio's default loop.
 """
@@ -70,10 +70,10 @@ def loop_factory(in_process: bool) -> Callable[[], asyncio.AbstractEventLoop] | 
     codebase alike, so the harness itself takes as little of the machine as it can."""
     if in_process:
         try:
-            runner = importlib.import_module("bot.runner")
-        except ImportError:
+            chosen = importlib.import_module("bot.loop")
+        except ImportError:  # the baseline runs on asyncio's loop, as its bot did
             return None
-        choose = getattr(runner, "loop_factory", None)
+        choose = getattr(chosen, "loop_factory", None)
         return choose() if callable(choose) else None
     try:
         import uvloop
