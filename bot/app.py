@@ -30,6 +30,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from aiogram.utils.i18n import I18n
 from aiohttp import ClientError, ClientTimeout, web
 from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.admin import Reconciliation, Stats
@@ -69,6 +70,7 @@ OFFICIAL_API = "https://api.telegram.org"
 ISOLATION_LOCK_SECONDS = 120  # see create_event_isolation
 REDIS_WAIT_SECONDS = 20  # a caller waits this long for a free Redis connection
 INVALIDATION_WAIT_SECONDS = 5  # start-up waits this long for the cache events' subscription
+WARM_UP_SECONDS = 10  # start-up waits this long for the database connections it opens
 FSM_KEYS = DefaultKeyBuilder(with_bot_id=True, with_destiny=True)
 FSM_WRITE_BEHIND_SECONDS = 0.2  # a conversation step reaches SQLite this soon after
 
@@ -115,6 +117,32 @@ class Services:
             "payments": self.payments,
             "services": self,
         }
+
+    async def warm_up(self) -> None:
+        """What the first updates of a burst would otherwise wait for: the catalog (a panel
+        call) and, on PostgreSQL, as many open connections as updates handled at once."""
+        try:
+            await asyncio.wait_for(self.catalog.get(), timeout=self.settings.panel_timeout)
+        except Exception as error:  # the panel is down or slow: the first menu tries again
+            log.warning("the catalog did not load at start-up (%s)", type(error).__name__)
+        if self.engine.dialect.name == "sqlite":
+            return
+        # Two left for the background jobs, which may hold one meanwhile.
+        pool_size = self.settings.database_pool_size
+        wanted = max(1, min(pool_size - 2, self.settings.update_concurrency))
+        everyone_in = asyncio.Barrier(wanted)
+
+        async def hold_one() -> None:
+            async with self.engine.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+                await everyone_in.wait()  # all at once, or the pool would reuse one
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(hold_one() for _ in range(wanted))), WARM_UP_SECONDS
+            )
+        except (TimeoutError, OSError, SQLAlchemyError) as error:
+            log.warning("database connections not opened at start-up (%s)", type(error).__name__)
 
     def start_background(self) -> None:
         for job in self.jobs:
@@ -411,6 +439,7 @@ async def _on_startup(bot: Bot, services: Services) -> None:
     await set_commands(bot, services.i18n, wallet_mode=services.settings.wallet_mode)
     services.jobs = background_jobs(services, bot)
     services.start_background()
+    await services.warm_up()
     # Serve updates once other instances' changes reach this cache; a Redis that does not
     # answer yet delays start-up a little, never stops it (the listener keeps trying).
     invalidation = services.invalidation

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.config import ConfigError, Settings
+from bot.loop import settle_start_up_objects
 from bot.panel.client import add_deadline
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ async def _run(settings: Settings) -> None:
         try:
             await start_metrics(services)
             dispatcher = create_dispatcher(services)
+            dispatcher.startup.register(settle_start_up_objects)  # after the app's own
             if settings.webhook_url:
                 await _run_webhook(bot, dispatcher, settings)
             else:
