@@ -120,11 +120,9 @@ class Services:
 
     async def warm_up(self) -> None:
         """What the first updates of a burst would otherwise wait for: the catalog (a panel
-        call) and, on PostgreSQL, as many open connections as updates handled at once."""
-        try:
-            await asyncio.wait_for(self.catalog.get(), timeout=self.settings.panel_timeout)
-        except Exception as error:  # the panel is down or slow: the first menu tries again
-            log.warning("the catalog did not load at start-up (%s)", type(error).__name__)
+        call, started here and not waited for: a panel that is down must not delay start-up)
+        and, on PostgreSQL, as many open connections as updates handled at once."""
+        self.catalog.load_soon()
         if self.engine.dialect.name == "sqlite":
             return
         # Two left for the background jobs, which may hold one meanwhile.

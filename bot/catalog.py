@@ -240,6 +240,12 @@ class Catalog:
             self._load()
         return snapshot
 
+    def load_soon(self) -> None:
+        """Start the first load now, without waiting for it (start-up): the first menu joins
+        it instead of starting one."""
+        if self._snapshot is None:
+            self._load()
+
     async def refresh(self) -> CatalogSnapshot:
         """Load now (or join the load already running); raises if it fails."""
         return await asyncio.shield(self._load())

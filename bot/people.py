@@ -221,6 +221,11 @@ class People:
         language, access = await store.remember_user(
             session, user.id, user.username, user.first_name, user.language_code
         )
+        # Read now, in the transaction the visit pays anyway: most visitors open a menu next,
+        # which shows whether they have favourites.
+        if self._recent.favourites(user.id) is None:
+            found = tuple(await store.favourite_services(session, user.id))
+            self._recent.saw_favourites(user.id, found)
         return Person(language=language, access=access)
 
     async def set_language(self, user_id: int, language: str) -> None:
