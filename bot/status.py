@@ -11,7 +11,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,7 +49,22 @@ class StatusUpdate:
     poll_active: bool
 
 
-def plan_update(order: DueOrder, answer: OrderStatusResult) -> StatusUpdate | None:
+class StoredStatus(Protocol):
+    """What an order holds of the panel's last answer (a `DueOrder` or a `PolledOrder`)."""
+
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def remains(self) -> int | None: ...
+    @property
+    def start_count(self) -> int | None: ...
+    @property
+    def charge(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str: ...
+
+
+def plan_update(order: StoredStatus, answer: OrderStatusResult) -> StatusUpdate | None:
     """What the panel's answer changes, or None when there is nothing to write."""
     status = str(answer.status)[:STATUS_LENGTH] if answer.status is not None else order.status
     fresh = {
