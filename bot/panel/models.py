@@ -274,9 +274,14 @@ _ORDER_STATUS_KEYS = {_status_key(s.value): s for s in OrderStatus} | {
 _REFILL_STATUS_KEYS = {_status_key(s.value): s for s in RefillStatus}
 
 
+_ORDER_STATUS_TEXTS: dict[str, OrderStatus] = {status.value: status for status in OrderStatus}
+
+
 def parse_order_status(raw: str) -> OrderStatus | str:
     """The canonical status when known, else the raw string (stripped): unknown is not fatal."""
-    return _ORDER_STATUS_KEYS.get(_status_key(raw), raw.strip())
+    # The API's own spelling (what the database holds) is a lookup, not a normalisation.
+    known = _ORDER_STATUS_TEXTS.get(raw)
+    return known if known is not None else _ORDER_STATUS_KEYS.get(_status_key(raw), raw.strip())
 
 
 def parse_refill_status(raw: str) -> RefillStatus | str:
@@ -492,7 +497,6 @@ def read_statuses(orders: Iterable[int], data: Any) -> dict[int, OrderStatusResu
 
 _PLAIN_DIGITS = 18  # "0".."999999999999999999": below MAX_ID, within MAX_NUMBER_DIGITS
 _PLAIN_DECIMAL = MAX_NUMBER_DIGITS  # characters of "0.90": digits and exponent within bounds
-_ORDER_STATUS_TEXTS: dict[str, OrderStatus] = {status.value: status for status in OrderStatus}
 _STATUS_FIELDS = frozenset(OrderStatusResult.model_fields)
 _optional_money = _optional(to_decimal)
 _optional_count = _optional(to_count)
