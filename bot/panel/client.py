@@ -451,12 +451,20 @@ def _decode(
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
-    data = redact(data, secret)
+    if _may_hold(text, secret):
+        data = redact(data, secret)
     if isinstance(data, dict) and _is_refusal(action, data):
         raise PanelError(error_text(data["error"]), action=action)
     if status != 200:
         raise fail(f"HTTP {status}", action=action)
     return data
+
+
+def _may_hold(text: str, secret: str) -> bool:
+    """Whether a string decoded from `text` can contain `secret`. Without an escape in the
+    text every decoded string (keys too) is a piece of the text as it is, so a text that does
+    not contain the secret cannot hand it on, and needs no walk through every string."""
+    return bool(secret) and (secret in text or "\\" in text)
 
 
 def redact(data: Any, secret: str) -> Any:
