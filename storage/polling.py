@@ -142,13 +142,18 @@ _POLLED_COLUMNS = (
 )
 
 
-def _orders_due(session: AsyncSession, now: datetime) -> tuple[ColumnElement[bool], ...]:
-    """`_due` for the orders table itself: Core statements skip the ORM's per-row work."""
+def _lease_is_free(session: AsyncSession, now: datetime) -> ColumnElement[bool]:
+    """`leases.lease_is_free` for the orders table itself (Core: no ORM work per statement)."""
     lease_until = _ORDERS.c.lease_until
+    return or_(lease_until.is_(None), lease_until < leases.lease_now(session, now))
+
+
+def _orders_due(session: AsyncSession, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """`_due` for the orders table itself."""
     return (
         _ORDERS.c.poll_active.is_(True),
         _ORDERS.c.next_poll_at <= now,
-        or_(lease_until.is_(None), lease_until < leases.lease_now(session, now)),
+        _lease_is_free(session, now),
     )
 
 
@@ -172,9 +177,13 @@ async def claim_due_orders(
     if session.get_bind().dialect.name == "postgresql":
         # Another instance claiming at the same moment takes other rows instead of waiting.
         picked = picked.with_for_update(skip_locked=True)
+    # The picked rows are due by the subquery, in the same statement (and locked by it on
+    # PostgreSQL); the outer WHERE checks only the lease again. With the due range in it too,
+    # SQLite would walk every due row of the index per claim (quadratic over a cycle) instead
+    # of looking the picked ids up.
     result = await session.execute(
         update(_ORDERS)
-        .where(_ORDERS.c.id.in_(picked.scalar_subquery()), *_orders_due(session, now))
+        .where(_ORDERS.c.id.in_(picked.scalar_subquery()), _lease_is_free(session, now))
         .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
         .returning(*_POLLED_COLUMNS)
     )
@@ -428,9 +437,11 @@ async def claim_due_refills(
         .limit(limit),
         Refill,
     )
+    # Only the lease checked again, as in claim_due_orders (the due range would make SQLite
+    # walk the index instead of looking the picked ids up).
     result = await session.execute(
         update(Refill)
-        .where(Refill.id.in_(picked.scalar_subquery()), *_due(session, Refill, now))
+        .where(Refill.id.in_(picked.scalar_subquery()), leases.lease_is_free(session, Refill, now))
         .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
         .returning(Refill.id)
         .execution_options(synchronize_session=False)
