@@ -98,3 +98,35 @@ def test_the_key_never_passes_on_written_plainly_or_escaped(text: str) -> None:
         assert KEY not in str(error) and REDACTED in str(error)
         return
     assert KEY not in str(data) and REDACTED in str(data)
+
+
+# --- the catalog's memory -----------------------------------------------------------------------
+
+CATALOG = [
+    {"service": 1, "name": "A", "category": "Likes", "rate": "0.5", "min": 1, "max": 9},
+    {"service": 2, "name": "B", "category": "Likes", "rate": "0.7", "min": 1, "max": 9},
+    {"service": 3, "name": "C", "category": "Views", "rate": "1", "min": 1, "max": 9, "desc": "d"},
+    {"service": "x", "name": "broken"},
+]
+
+
+def test_reading_services_leaves_the_answer_unless_it_is_the_readers_own() -> None:
+    from bot.panel.models import read_services
+
+    answer = json.loads(json.dumps(CATALOG))
+    kept = read_services(answer)
+    assert answer == CATALOG
+    consumed = read_services(answer, consume=True)
+    assert consumed == kept and [s.id for s in kept] == [1, 2, 3]
+    assert answer == [None] * len(CATALOG)
+
+
+def test_services_given_the_same_fields_share_one_set_that_a_copy_does_not() -> None:
+    from bot.panel.models import read_services
+
+    first, second, third = read_services(json.loads(json.dumps(CATALOG)))
+    assert first.model_fields_set is second.model_fields_set
+    assert third.model_fields_set == first.model_fields_set | {"desc"}
+    changed = first.model_copy(update={"desc": "new"})
+    assert "desc" in changed.model_fields_set and "desc" not in second.model_fields_set
+    assert first.category is second.category  # one string per category

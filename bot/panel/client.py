@@ -157,7 +157,9 @@ class PanelClient:
         return await self._call("balance", {}, read_balance, read_only=True)
 
     async def services(self) -> list[Service]:
-        return await self._call("services", {}, read_services, read_only=True)
+        # The decoded answer is this call's own: reading it may empty it as it goes.
+        parse = partial(read_services, consume=True)
+        return await self._call("services", {}, parse, read_only=True)
 
     async def add(
         self,
