@@ -604,7 +604,19 @@ def _checked_status_item(order: int, item: Any) -> OrderStatusResult | None:
         }
     except ValueError:
         return None  # invalid: the validating path makes it INVALID_ITEM
-    return _status_result(fields, {"order", *_STATUS_FIELDS.intersection(item)})
+    return _status_result(fields, _given_fields(_STATUS_FIELDS.intersection(item)))
+
+
+# One set of given field names per shape of answer (at most 2**6 of them), shared by the
+# results as read_services shares them: a set of six names is 700 bytes, per order polled.
+_GIVEN_STATUS_FIELDS: dict[frozenset[str], set[str]] = {}
+
+
+def _given_fields(names: frozenset[str]) -> set[str]:
+    given = _GIVEN_STATUS_FIELDS.get(names)
+    if given is None:
+        given = _GIVEN_STATUS_FIELDS.setdefault(names, {"order", *names})
+    return given
 
 
 def _status_result(fields: dict[str, Any], given: set[str]) -> OrderStatusResult:
