@@ -43,9 +43,9 @@ from storage.polling import DueRefill, OrderAnswer, PolledOrder
 
 log = logging.getLogger(__name__)
 
-# Orders leased per round trip: ten panel calls. Each batch costs two transactions and a few
-# statements whatever its size, so fewer, larger batches cost less per order.
-CLAIM_SIZE = 1000
+# Orders leased per round trip: five panel calls. Each batch costs two transactions and a few
+# statements whatever its size (1000 saves about 3 µs per order polled and costs 1 MiB of peak).
+CLAIM_SIZE = 500
 MAX_BACKOFF_FACTOR = 10
 BALANCE_CHECK_SECONDS = 60.0
 SUBMISSION_GRACE = 60.0  # seconds past `add`'s deadline before a stuck `submitting` is unknown

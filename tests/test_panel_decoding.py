@@ -110,15 +110,48 @@ CATALOG = [
 ]
 
 
-def test_reading_services_leaves_the_answer_unless_it_is_the_readers_own() -> None:
-    from bot.panel.models import read_services
+@pytest.mark.parametrize(
+    "text",
+    [
+        json.dumps(CATALOG),
+        json.dumps(CATALOG, indent=2),
+        " [ ] ",
+        "[1, [2, 3], {}]",
+        '[{"a": 0.5}, "x"]',
+        '{"error": "Incorrect key"}',
+        "[1, 2",
+        "[1 2]",
+        "[1,]",
+        "[1] x",
+        "[",
+        "",
+        '"text"',
+        "[NaN]",
+    ],
+)
+def test_an_answer_read_item_by_item_is_what_decoding_it_whole_gives(text: str) -> None:
+    from bot.panel.models import DecodedOneByOne, decode_array
 
-    answer = json.loads(json.dumps(CATALOG))
-    kept = read_services(answer)
-    assert answer == CATALOG
-    consumed = read_services(answer, consume=True)
-    assert consumed == kept and [s.id for s in kept] == [1, 2, 3]
-    assert answer == [None] * len(CATALOG)
+    try:
+        whole = exact(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            decode_array(text, lambda item: item)
+        return
+    decoded = decode_array(text, lambda item: item)
+    if isinstance(whole, list):
+        assert isinstance(decoded, DecodedOneByOne)
+        assert kinds(list(decoded)) == kinds(whole)
+        assert kinds(list(decoded)) == kinds(whole)  # read again: the same
+    else:
+        assert kinds(decoded) == kinds(whole)
+
+
+def test_a_catalog_read_item_by_item_gives_the_services_of_the_whole() -> None:
+    from bot.panel.models import decode_array, read_services
+
+    text = json.dumps(CATALOG)
+    assert read_services(decode_array(text, lambda item: item)) == read_services(exact(text))
 
 
 def test_services_given_the_same_fields_share_one_set_that_a_copy_does_not() -> None:
@@ -130,3 +163,13 @@ def test_services_given_the_same_fields_share_one_set_that_a_copy_does_not() -> 
     changed = first.model_copy(update={"desc": "new"})
     assert "desc" in changed.model_fields_set and "desc" not in second.model_fields_set
     assert first.category is second.category  # one string per category
+
+
+@pytest.mark.parametrize("escaped", [False, True])
+def test_a_catalog_read_item_by_item_never_passes_the_key_on(escaped: bool) -> None:
+    name = "".join(f"\\u{ord(c):04x}" for c in KEY) if escaped else KEY
+    text = '[{"service": 1, "name": "' + name + '", "category": "c", "rate": "1", "min": 1}]'
+    assert KEY in str(exact(text))
+    data = _decode("services", 200, text, PanelUnavailable, secret=KEY)
+    items = list(data)
+    assert KEY not in str(items) and REDACTED in str(items)

@@ -27,6 +27,7 @@ from bot.panel.models import (
     RefillResult,
     RefillStatusResult,
     Service,
+    decode_array,
     decode_json,
     error_text,
     read_balance,
@@ -157,9 +158,7 @@ class PanelClient:
         return await self._call("balance", {}, read_balance, read_only=True)
 
     async def services(self) -> list[Service]:
-        # The decoded answer is this call's own: reading it may empty it as it goes.
-        parse = partial(read_services, consume=True)
-        return await self._call("services", {}, parse, read_only=True)
+        return await self._call("services", {}, read_services, read_only=True)
 
     async def add(
         self,
@@ -446,19 +445,23 @@ def _decode(
         raise fail(f"HTTP {status} redirect (not followed)", action=action)
     if status >= 500 or status == 429:
         raise fail(f"HTTP {status}", action=action)
+    clean = partial(redact, secret=secret) if _may_hold(text, secret) else _unchanged
     try:
-        data = decode_json(text)
+        # The catalog is large: its items are read one by one (see DecodedOneByOne).
+        data = decode_array(text, clean) if action == "services" else clean(decode_json(text))
     except RecursionError:
         raise fail(f"JSON nested too deeply (HTTP {status})", action=action) from None
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
-    if _may_hold(text, secret):
-        data = redact(data, secret)
     if isinstance(data, dict) and _is_refusal(action, data):
         raise PanelError(error_text(data["error"]), action=action)
     if status != 200:
         raise fail(f"HTTP {status}", action=action)
+    return data
+
+
+def _unchanged(data: Any) -> Any:
     return data
 
 

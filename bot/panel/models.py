@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -127,6 +127,68 @@ def decode_json(text: str) -> Any:
     return json.loads(
         text, parse_float=_json_float, parse_int=_json_int, parse_constant=_reject_constant
     )
+
+
+_JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_EXACT_DECODER = json.JSONDecoder(
+    parse_float=_json_float, parse_int=_json_int, parse_constant=_reject_constant
+)
+
+
+class DecodedOneByOne:
+    """A JSON array read one item at a time, so a large answer (the catalog) never exists as
+    decoded JSON all at once: each item is decoded when it is reached and gone once read.
+
+    Only made by ``decode_array`` for a text it has read through once already, so reading it
+    again cannot fail."""
+
+    __slots__ = ("_clean", "_text")
+
+    def __init__(self, text: str, clean: Callable[[Any], Any]) -> None:
+        self._text = text
+        self._clean = clean  # what every decoded item goes through (the key's redaction)
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in _array_items(self._text):
+            yield self._clean(item)
+
+
+def decode_array(text: str, clean: Callable[[Any], Any]) -> Any:
+    """``decode_json(text)``, except that a JSON array comes as a ``DecodedOneByOne``.
+
+    The array is read through once (each item decoded and dropped) to learn that it is one,
+    and well-formed; anything else, or an array the item-wise reading does not take, goes to
+    ``decode_json``, which decodes it or raises as it always does."""
+    try:
+        for _ in _array_items(text):
+            pass
+    except (ValueError, RecursionError, IndexError):
+        return clean(decode_json(text))
+    return DecodedOneByOne(text, clean)
+
+
+def _array_items(text: str) -> Iterator[Any]:
+    """The items of the JSON array `text` is, decoded as ``decode_json`` decodes them;
+    ValueError (or IndexError at a truncated end) when `text` is no well-formed array."""
+    position = _JSON_WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if text[position] != "[":
+        raise ValueError("not an array")
+    position = _JSON_WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+    if text[position] == "]":
+        position += 1
+    else:
+        while True:
+            item, position = _EXACT_DECODER.raw_decode(text, position)
+            yield item
+            position = _JSON_WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+            separator = text[position]
+            position = _JSON_WHITESPACE.match(text, position + 1).end()  # type: ignore[union-attr]
+            if separator == "]":
+                break
+            if separator != ",":
+                raise ValueError("not an array")
+    if _JSON_WHITESPACE.match(text, position).end() != len(text):  # type: ignore[union-attr]
+        raise ValueError("text after the array")
 
 
 # --- lenient scalar coercion ---------------------------------------------------------------
@@ -462,19 +524,17 @@ def read_balance(data: Any) -> Balance:
     return Balance.model_validate(_expect_dict(data, "balance"))
 
 
-def read_services(data: Any, *, consume: bool = False) -> list[Service]:
+def read_services(data: Any) -> list[Service]:
     """Every well-formed service; one broken entry must not hide the whole catalog.
 
-    With ``consume`` (the client's own decoded answer) each entry is dropped from ``data`` once
-    read, so a large catalog is not held twice (as JSON objects and as models) at its peak.
-    Services given the same fields share one set of their names."""
-    entries = _expect_list(data, "services")
+    The client hands its answer over as ``DecodedOneByOne``, so a large catalog is never held
+    twice (as JSON objects and as models). Services given the same fields share one set of
+    their names."""
+    entries = data if isinstance(data, DecodedOneByOne) else _expect_list(data, "services")
     services: list[Service] = []
     skipped: list[Any] = []
     given: dict[frozenset[str], set[str]] = {}
-    for index, item in enumerate(entries):
-        if consume:
-            entries[index] = None
+    for item in entries:
         try:
             service = Service.model_validate(item)
         except ValidationError:
