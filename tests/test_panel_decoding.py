@@ -1,5 +1,5 @@
-"""`decode_json` reads most answers with orjson; it must give exactly what the standard library
-with its hooks gives (no float ever), and the key must still never pass on."""
+"""Decoding panel answers: exactly what the standard library with its hooks gives (no float
+ever), item by item for the catalog, and the key never passes on, written plainly or escaped."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ TEXTS = [
     '{"a": "\\u00e9\\/x", "\\u0041": 1}',
     '{"a": -0}',
     '{"a": "x", "b": 1}\n',
-    '"\\ud800"',  # a lone surrogate: orjson refuses it, the standard library does not
+    '"\\ud800"',  # a lone surrogate: the standard library takes it
 ]
 
 

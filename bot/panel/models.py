@@ -30,7 +30,6 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import orjson
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.panel.errors import MAX_ERROR_LENGTH, PanelError, clip
@@ -99,31 +98,15 @@ def _json_float(text: str) -> Decimal | UnreadableNumber:
         return UNREADABLE_NUMBER
 
 
-# orjson's working memory is about ten times the text while it reads: a catalog of a megabyte
-# would raise the process's peak by ten. Status batches (12 kB for 100 orders) stay far below.
-ORJSON_MAX_TEXT = 64 * 1024
-# Where a JSON number with a fraction, an exponent or 19 digits or more may start (a value
-# opens the text or follows ":", "," or "["): orjson would read it as a float. A match inside a
-# string only sends the text the exact way.
-_INEXACT_FOR_ORJSON = re.compile(r"(?:^|[:,\[])\s*-?(?:[0-9]+[.eE]|[0-9]{19})")
-
-
 def decode_json(text: str) -> Any:
     """Decode a panel answer; every non-integer number becomes a Decimal, never a float.
 
     A number longer than ``MAX_NUMBER_TEXT`` characters becomes ``UNREADABLE_NUMBER``. Nesting
     deeper than the interpreter's recursion limit raises RecursionError (not a ValueError).
 
-    A short text of strings and short integers only (what most panels send: numbers as
-    strings) is read by orjson, which reads those exactly as the standard library does, in
-    less time; anything else, or anything orjson refuses, by the standard library with its
-    hooks.
+    (Not orjson: it reads every fraction as a float, and telling first whether a text holds one
+    costs a regular-expression scan slower than this whole decoding.)
     """
-    if len(text) <= ORJSON_MAX_TEXT and _INEXACT_FOR_ORJSON.search(text) is None:
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # the standard library decides (and says why)
     return json.loads(
         text, parse_float=_json_float, parse_int=_json_int, parse_constant=_reject_constant
     )
