@@ -118,10 +118,10 @@ class CatalogSnapshot:
         self._by_category = {
             key: tuple(by_category[category.name]) for key, category in self._by_key.items()
         }
-        # Built once so a search is plain substring tests, whatever the catalog size.
+        # Built once so a search is plain substring tests, whatever the catalog size; one
+        # text per service, in the services' order (no pair per service: 56 bytes each).
         self._haystacks = tuple(
-            (service, normalize_text(f"{service.name} {service.category}"))
-            for service in self._services
+            normalize_text(f"{service.name} {service.category}") for service in self._services
         )
 
     @property
@@ -164,7 +164,7 @@ class CatalogSnapshot:
         by_id = self._by_id.get(int(words[0])) if _is_service_id(words) else None
         if by_id is not None:
             found.append(by_id)
-        for service, haystack in self._haystacks:
+        for service, haystack in zip(self._services, self._haystacks, strict=True):
             if len(found) >= limit:
                 break
             if service is not by_id and all(word in haystack for word in words):

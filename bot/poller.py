@@ -10,10 +10,10 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -39,11 +39,13 @@ from bot.status import (
 )
 from storage import polling
 from storage.db import utcnow
-from storage.polling import DueOrder, DueRefill
+from storage.polling import DueRefill, OrderAnswer, PolledOrder
 
 log = logging.getLogger(__name__)
 
-CLAIM_SIZE = 500  # orders leased per round trip: five panel calls
+# Orders leased per round trip: five panel calls. Each batch costs two transactions and a few
+# statements whatever its size (1000 saves about 3 µs per order polled and costs 1 MiB of peak).
+CLAIM_SIZE = 500
 MAX_BACKOFF_FACTOR = 10
 BALANCE_CHECK_SECONDS = 60.0
 SUBMISSION_GRACE = 60.0  # seconds past `add`'s deadline before a stuck `submitting` is unknown
@@ -70,24 +72,26 @@ class PollReport:
 class _Batch:
     """How a batch of order answers splits into database writes."""
 
-    changes: list[OrderChange] = field(default_factory=list)
+    answers: list[polling.OrderAnswer] = field(default_factory=list)  # status or numbers moved
+    moved: list[tuple[PolledOrder, StatusUpdate]] = field(default_factory=list)  # new status
     missing: list[int] = field(default_factory=list)
     unchanged: dict[datetime, list[int]] = field(default_factory=lambda: defaultdict(list))
-    quiet: list[dict[str, Any]] = field(default_factory=list)  # numbers moved, status did not
 
 
-def _quiet_row(order: DueOrder, update: StatusUpdate, next_poll_at: datetime) -> dict[str, Any]:
-    """Parameters of storage.polling.record_quiet_updates for one order."""
+def _answer_row(order: PolledOrder, update: StatusUpdate, next_poll_at: datetime) -> OrderAnswer:
+    """What storage.polling.record_answers writes for one order whose answer changes it."""
     numbers = update.numbers
-    return {
-        "order_id": order.id,
-        "old_status": order.status,
-        "new_remains": numbers.get("remains", order.remains),
-        "new_start_count": numbers.get("start_count", order.start_count),
-        "new_charge": numbers.get("charge", order.charge),
-        "new_currency": numbers.get("currency", order.currency),
-        "new_next_poll_at": next_poll_at,
-    }
+    return OrderAnswer(
+        order_id=order.id,
+        old_status=order.status,
+        status=update.status,
+        remains=numbers.get("remains"),
+        start_count=numbers.get("start_count"),
+        charge=numbers.get("charge"),
+        currency=numbers.get("currency"),
+        next_poll_at=next_poll_at,
+        poll_active=update.poll_active,
+    )
 
 
 class Poller:
@@ -212,8 +216,8 @@ class Poller:
 
     async def _store_orders(
         self,
-        batch: Sequence[DueOrder],
-        answers: dict[int, OrderStatusResult],
+        batch: Sequence[PolledOrder],
+        answers: Mapping[int, OrderStatusResult],
         report: PollReport,
     ) -> None:
         """Write the batch in one transaction; should that fail (an answer the database cannot
@@ -226,7 +230,7 @@ class Poller:
                 await self._store_alone(order, answers, report)
 
     async def _store_alone(
-        self, order: DueOrder, answers: dict[int, OrderStatusResult], report: PollReport
+        self, order: PolledOrder, answers: Mapping[int, OrderStatusResult], report: PollReport
     ) -> None:
         try:
             await self._store_batch([order], answers, report)
@@ -240,65 +244,64 @@ class Poller:
 
     async def _store_batch(
         self,
-        batch: Sequence[DueOrder],
-        answers: dict[int, OrderStatusResult],
+        batch: Sequence[PolledOrder],
+        answers: Mapping[int, OrderStatusResult],
         report: PollReport,
     ) -> None:
-        """Write every answer of the batch, and the announcements, in one transaction."""
-        now = self._clock()
-        outcome = _Batch()
+        """Write every answer of the batch, and the announcements, in one transaction: one
+        statement per kind of write, whatever the batch's size."""
+        outcome = self._sort_answers(batch, answers, self._clock())
         async with self._sessions.begin() as session:
-            for order in batch:
-                answer = answers.get(order.panel_order_id)
-                await self._store_order(session, order, answer, now, outcome)
-            await polling.record_quiet_updates(session, outcome.quiet)
+            won = await polling.record_answers(session, outcome.answers)
             await polling.mark_orders_missing(session, outcome.missing, self.owner)
             await polling.reschedule_orders(session, outcome.unchanged, self.owner)
             # A lost compare-and-set leaves our lease behind; hand it back.
-            await polling.release_orders(session, (order.id for order in batch), self.owner)
-            messages = await self._announcer.orders(session, outcome.changes)
+            lost = [answer.order_id for answer in outcome.answers if answer.order_id not in won]
+            await polling.release_orders(session, lost, self.owner)
+            changes = await self._changes(session, [m for m in outcome.moved if m[0].id in won])
+            messages = await self._announcer.orders(session, changes)
         report.messages += messages
-        report.changes += len(outcome.changes)
+        report.changes += len(changes)
         report.missing += len(outcome.missing)
         for order_id in outcome.missing:
             log.warning("order %d: the panel does not know it; polling stopped", order_id)
 
-    async def _store_order(
-        self,
-        session: AsyncSession,
-        order: DueOrder,
-        answer: OrderStatusResult | None,
-        now: datetime,
-        outcome: _Batch,
-    ) -> None:
-        next_poll_at = next_poll_time(self._settings, order.placed_at, now)
-        if answer is not None and is_missing_order(answer.error):
-            outcome.missing.append(order.id)
-            return
-        # An item the panel could not answer (or a chunk that failed) is asked again next time.
-        update = (
-            plan_update(order, answer) if answer is not None and answer.error is None else None
-        )
-        if update is None:
-            outcome.unchanged[next_poll_at].append(order.id)
-            return
-        if update.status == order.status and update.poll_active and order.status is not None:
-            # Only numbers moved: nothing to announce, so it joins one batched statement.
-            outcome.quiet.append(_quiet_row(order, update, next_poll_at))
-            return
-        stored = await polling.record_order_status(
-            session,
-            order,
-            status=update.status,
-            next_poll_at=next_poll_at,
-            poll_active=update.poll_active,
-            **update.numbers,
-        )
-        change = change_of(order, update) if stored else None
-        if change is not None:
-            # The refund commits with the status that calls for it, or neither does.
-            change = await settle_final_status(session, self._settings, self._i18n, change)
-            outcome.changes.append(change)
+    def _sort_answers(
+        self, batch: Sequence[PolledOrder], answers: Mapping[int, OrderStatusResult], now: datetime
+    ) -> _Batch:
+        outcome = _Batch()
+        for order in batch:
+            answer = answers.get(order.panel_order_id)
+            next_poll_at = next_poll_time(self._settings, order.placed_at, now)
+            if answer is not None and is_missing_order(answer.error):
+                outcome.missing.append(order.id)
+                continue
+            # An item the panel could not answer (or a chunk that failed) is asked again.
+            update = (
+                plan_update(order, answer) if answer is not None and answer.error is None else None
+            )
+            if update is None:
+                outcome.unchanged[next_poll_at].append(order.id)
+                continue
+            outcome.answers.append(_answer_row(order, update, next_poll_at))
+            if update.status is not None and update.status != order.status:
+                outcome.moved.append((order, update))
+        return outcome
+
+    async def _changes(
+        self, session: AsyncSession, moved: Sequence[tuple[PolledOrder, StatusUpdate]]
+    ) -> list[OrderChange]:
+        """The announcements of the stored new statuses, each with the refund it booked."""
+        orders = await polling.announced_orders(session, [order for order, _ in moved])
+        changes = []
+        for polled, update in moved:
+            change = change_of(orders[polled.id], update)
+            if change is not None:
+                # The refund commits with the status that calls for it, or neither does.
+                changes.append(
+                    await settle_final_status(session, self._settings, self._i18n, change)
+                )
+        return changes
 
     # --- refills ------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,21 +49,35 @@ class StatusUpdate:
     poll_active: bool
 
 
-def plan_update(order: DueOrder, answer: OrderStatusResult) -> StatusUpdate | None:
+class StoredStatus(Protocol):
+    """What an order holds of the panel's last answer (a `DueOrder` or a `PolledOrder`)."""
+
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def remains(self) -> int | None: ...
+    @property
+    def start_count(self) -> int | None: ...
+    @property
+    def charge(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str: ...
+
+
+def plan_update(order: StoredStatus, answer: OrderStatusResult) -> StatusUpdate | None:
     """What the panel's answer changes, or None when there is nothing to write."""
     status = str(answer.status)[:STATUS_LENGTH] if answer.status is not None else order.status
-    fresh = {
-        "remains": answer.remains,
-        "start_count": answer.start_count,
-        "charge": answer.charge,
-        "currency": answer.currency,
-    }
-    # A number the panel left out changes nothing.
-    numbers = {
-        name: value
-        for name, value in fresh.items()
-        if value is not None and value != getattr(order, name)
-    }
+    # A number the panel left out changes nothing. (Spelled out: this runs for every order
+    # polled.)
+    numbers: dict[str, Any] = {}
+    if (remains := answer.remains) is not None and remains != order.remains:
+        numbers["remains"] = remains
+    if (start_count := answer.start_count) is not None and start_count != order.start_count:
+        numbers["start_count"] = start_count
+    if (charge := answer.charge) is not None and charge != order.charge:
+        numbers["charge"] = charge
+    if (currency := answer.currency) is not None and currency != order.currency:
+        numbers["currency"] = currency
     active = not is_terminal_order_status(status)
     if status == order.status and not numbers and active:
         return None

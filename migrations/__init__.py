@@ -8,12 +8,24 @@ owns its file.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.db import create_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 @contextlib.contextmanager
@@ -29,17 +41,6 @@ def _alembic_warnings_only() -> Iterator[None]:
         alembic_log.setLevel(level)
 
 
-with _alembic_warnings_only():
-    from alembic import command
-    from alembic.config import Config
-
-from sqlalchemy import text  # noqa: E402 (after Alembic's quiet import)
-from sqlalchemy.engine import Connection  # noqa: E402 (after Alembic's quiet import)
-from sqlalchemy.exc import SQLAlchemyError  # noqa: E402 (after Alembic's quiet import)
-from sqlalchemy.ext.asyncio import AsyncConnection  # noqa: E402 (after Alembic's quiet import)
-
-from storage.db import create_engine  # noqa: E402 (after Alembic's quiet import)
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 # Any fixed 64-bit number, the same in every instance: "SMM_BOT" in ASCII.
 MIGRATION_LOCK_KEY = 0x534D4D5F424F54
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 
 def alembic_config(database_url: str) -> Config:
+    with _alembic_warnings_only():
+        from alembic.config import Config
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # Read by env.py instead of settings, so tests can point at any database.
@@ -84,16 +87,70 @@ async def migration_lock(connection: AsyncConnection) -> AsyncIterator[None]:
 def _upgrade_on(connection: Connection, config: Config, revision: str) -> None:
     config.attributes["connection"] = connection  # env.py migrates on it instead of its own
     with _alembic_warnings_only():
+        from alembic import command
+
         command.upgrade(config, revision)
 
 
+def script_heads() -> set[str]:
+    """The head revisions of migrations/versions, from the `revision` and `down_revision` each
+    script declares (what Alembic reads of them), without importing Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        declared = _declared(path)
+        if isinstance(declared.get("revision"), str):
+            revisions.add(declared["revision"])
+            down = declared.get("down_revision")
+            parents.update([down] if isinstance(down, str) else down or ())
+    return revisions - parents
+
+
+def _declared(path: Path) -> dict[str, Any]:
+    """The literal values of a script's top-level `revision` and `down_revision`."""
+    found: dict[str, Any] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        target: ast.expr
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            found[target.id] = ast.literal_eval(value)
+    return found
+
+
+def _stored_revisions(connection: Connection) -> set[str]:
+    if not inspect(connection).has_table("alembic_version"):
+        return set()
+    rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+    return {str(version) for (version,) in rows}
+
+
+async def _at_head(connection: AsyncConnection) -> bool:
+    heads = script_heads()
+    stored = await connection.run_sync(_stored_revisions)
+    await connection.rollback()  # the upgrade, if any, starts on a clean connection
+    return bool(heads) and stored == heads
+
+
 async def upgrade_database(database_url: str, revision: str = "head") -> None:
-    """Apply pending migrations, one instance at a time."""
+    """Apply pending migrations, one instance at a time.
+
+    A database already at the scripts' head is left alone without importing Alembic (about
+    11 MiB of a bot that has nothing to migrate, at nearly every start). One that is not, or
+    whose revision the scripts do not know, goes to Alembic as before, which migrates it or
+    says what is wrong."""
     engine = create_engine(database_url)
     try:
-        async with engine.connect() as connection, migration_lock(connection):
-            await connection.run_sync(_upgrade_on, alembic_config(database_url), revision)
-            await connection.commit()
+        async with engine.connect() as connection:
+            if revision == "head" and await _at_head(connection):
+                return
+            async with migration_lock(connection):
+                await connection.run_sync(_upgrade_on, alembic_config(database_url), revision)
+                await connection.commit()
     finally:
         await engine.dispose()
 

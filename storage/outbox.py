@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -46,6 +46,9 @@ class Recipient:
     telegram_language: str | None
 
 
+_ENQUEUE = insert(cast(Table, OutboxMessage.__table__))  # Core: no ORM work per message
+
+
 async def enqueue(
     session: AsyncSession,
     chat_id: int,
@@ -57,16 +60,18 @@ async def enqueue(
 ) -> None:
     """Queue one message (HTML text) for `chat_id`; it is sent once the transaction commits."""
     now = utcnow()
-    await session.execute(
-        insert(OutboxMessage).values(
-            chat_id=chat_id,
-            text=text,
-            reply_markup=reply_markup,
-            kind=kind,
-            attempts=0,
-            not_before=not_before or now,
-            created_at=now,
-        )
+    connection = await session.connection()
+    await connection.execute(
+        _ENQUEUE,
+        {
+            "chat_id": chat_id,
+            "text": text,
+            "reply_markup": reply_markup,
+            "kind": kind,
+            "attempts": 0,
+            "not_before": not_before or now,
+            "created_at": now,
+        },
     )
 
 

@@ -6,19 +6,32 @@ a slower one whose lease ran out, can never undo a change or announce it twice.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from storage import leases
-from storage.db import utcnow
-from storage.models import KeyValue, Order, Refill, SubmissionState, User
+from storage.db import Money, UTCDateTime, utcnow
+from storage.models import CURRENCY_LENGTH, KeyValue, Order, Refill, SubmissionState, User
 from storage.upsert import upsert_statement
 
 
@@ -100,50 +113,133 @@ def _skip_locked(session: AsyncSession, picked: Select[Any], model: type[Any]) -
     return picked
 
 
+@dataclass(frozen=True, slots=True)
+class PolledOrder:
+    """A leased order as the poll cycle compares it with the panel's answer: what the panel
+    said last, and when it was placed (older orders are asked less often). Who to tell and what
+    to refund are read only for the orders whose status changed (`announced_orders`)."""
+
+    id: int
+    panel_order_id: int
+    status: str | None
+    remains: int | None
+    start_count: int | None
+    charge: Decimal | None
+    currency: str
+    placed_at: datetime | None
+
+
+_ORDERS = cast(Table, Order.__table__)
+_POLLED_COLUMNS = (
+    _ORDERS.c.id,
+    _ORDERS.c.panel_order_id,
+    _ORDERS.c.status,
+    _ORDERS.c.remains,
+    _ORDERS.c.start_count,
+    _ORDERS.c.charge,
+    _ORDERS.c.currency,
+    _ORDERS.c.placed_at,
+)
+
+
+def _lease_is_free(session: AsyncSession, now: datetime) -> ColumnElement[bool]:
+    """`leases.lease_is_free` for the orders table itself (Core: no ORM work per statement)."""
+    lease_until = _ORDERS.c.lease_until
+    return or_(lease_until.is_(None), lease_until < leases.lease_now(session, now))
+
+
+def _orders_due(session: AsyncSession, now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """`_due` for the orders table itself."""
+    return (
+        _ORDERS.c.poll_active.is_(True),
+        _ORDERS.c.next_poll_at <= now,
+        _lease_is_free(session, now),
+    )
+
+
 async def claim_due_orders(
     session: AsyncSession, owner: str, *, now: datetime, lease_seconds: float, limit: int
-) -> list[DueOrder]:
+) -> list[PolledOrder]:
     """Lease up to `limit` placed orders that are due, most overdue first, in one UPDATE.
 
     `now` (the caller's clock) says what is due; the lease runs `lease_seconds` by the
     database's clock (see `storage.leases`)."""
     picked = (
-        select(Order.id)
+        select(_ORDERS.c.id)
         .where(
-            *_due(session, Order, now),
-            Order.state == str(SubmissionState.PLACED),
-            Order.panel_order_id.is_not(None),
+            *_orders_due(session, now),
+            _ORDERS.c.state == str(SubmissionState.PLACED),
+            _ORDERS.c.panel_order_id.is_not(None),
         )
-        .order_by(Order.next_poll_at, Order.id)
+        .order_by(_ORDERS.c.next_poll_at, _ORDERS.c.id)
         .limit(limit)
     )
-    picked = _skip_locked(session, picked, Order)
+    if session.get_bind().dialect.name == "postgresql":
+        # Another instance claiming at the same moment takes other rows instead of waiting.
+        picked = picked.with_for_update(skip_locked=True)
+    # The picked rows are due by the subquery, in the same statement (and locked by it on
+    # PostgreSQL); the outer WHERE checks only the lease again. With the due range in it too,
+    # SQLite would walk every due row of the index per claim (quadratic over a cycle) instead
+    # of looking the picked ids up.
     result = await session.execute(
-        update(Order)
-        .where(Order.id.in_(picked.scalar_subquery()), *_due(session, Order, now))
+        update(_ORDERS)
+        .where(_ORDERS.c.id.in_(picked.scalar_subquery()), _lease_is_free(session, now))
         .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
-        .returning(
-            Order.id,
-            Order.panel_order_id,
-            Order.chat_id,
-            Order.user_id,
-            Order.can_refill,
-            Order.service_name,
-            Order.status,
-            Order.remains,
-            Order.start_count,
-            Order.charge,
-            Order.currency,
-            Order.placed_at,
-            Order.attempt,
-            Order.customer_price,
-            Order.customer_currency,
-            Order.quantity,
-            Order.runs,
-        )
-        .execution_options(synchronize_session=False)
+        .returning(*_POLLED_COLUMNS)
     )
-    return sorted((DueOrder(**row._asdict()) for row in result), key=lambda order: order.id)
+    # By id: every instance writes its rows in the same order.
+    return sorted((PolledOrder(*row) for row in result), key=lambda order: order.id)
+
+
+async def announced_orders(
+    session: AsyncSession, polled: Sequence[PolledOrder]
+) -> dict[int, DueOrder]:
+    """The orders whose new status is announced, by id: what the poll read of them (the status
+    and numbers before the change) with who to tell and what a refund is computed from."""
+    if not polled:
+        return {}
+    rows = await session.execute(
+        select(
+            _ORDERS.c.id,
+            _ORDERS.c.chat_id,
+            _ORDERS.c.user_id,
+            _ORDERS.c.can_refill,
+            _ORDERS.c.service_name,
+            _ORDERS.c.attempt,
+            _ORDERS.c.customer_price,
+            _ORDERS.c.customer_currency,
+            _ORDERS.c.quantity,
+            _ORDERS.c.runs,
+        ).where(_ORDERS.c.id.in_([order.id for order in polled]))
+    )
+    facts = {row.id: row for row in rows}
+    found: dict[int, DueOrder] = {}
+    for order in polled:
+        if (fact := facts.get(order.id)) is not None:
+            found[order.id] = _due_order(order, fact)
+    return found
+
+
+def _due_order(order: PolledOrder, fact: Any) -> DueOrder:
+    return DueOrder(
+        id=order.id,
+        panel_order_id=order.panel_order_id,
+        chat_id=fact.chat_id,
+        user_id=fact.user_id,
+        can_refill=fact.can_refill,
+        service_name=fact.service_name,
+        status=order.status,
+        remains=order.remains,
+        start_count=order.start_count,
+        charge=order.charge,
+        currency=order.currency,
+        placed_at=order.placed_at,
+        attempt=fact.attempt,
+        customer_price=fact.customer_price,
+        customer_currency=fact.customer_currency,
+        quantity=fact.quantity,
+        runs=fact.runs,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,36 +300,93 @@ async def record_order_status(
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-_ORDERS = cast(Table, Order.__table__)
-# One executemany for all orders whose numbers moved but whose status did not; the status in
-# the WHERE clause keeps it a compare-and-set, like record_order_status.
-_QUIET_UPDATE = (
+# Every answer that changes an order (its status, or only its numbers) in one executemany.
+# The status in the WHERE clause makes each row a compare-and-set, like record_order_status:
+# of two instances that saw the same change exactly one wins. The winner's rows carry the
+# batch's own token as lease owner until `_RELEASE_WRITTEN` reads them back, so the winners are
+# known without a statement per order. A number the answer left out (NULL) keeps its value.
+_ANSWER_UPDATE = (
     update(_ORDERS)
-    .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status == bindparam("old_status"))
-    .values(
-        remains=bindparam("new_remains"),
-        start_count=bindparam("new_start_count"),
-        charge=bindparam("new_charge"),
-        currency=bindparam("new_currency"),
-        next_poll_at=bindparam("new_next_poll_at"),
-        lease_owner=None,
-        lease_until=None,
-        updated_at=bindparam("new_updated_at"),
+    .where(
+        _ORDERS.c.id == bindparam("order_id"),
+        _ORDERS.c.status.is_not_distinct_from(bindparam("old_status", type_=String(32))),
     )
+    .values(
+        status=bindparam("new_status", type_=String(32)),
+        remains=func.coalesce(bindparam("new_remains", type_=BigInteger), _ORDERS.c.remains),
+        start_count=func.coalesce(
+            bindparam("new_start_count", type_=BigInteger), _ORDERS.c.start_count
+        ),
+        charge=func.coalesce(bindparam("new_charge", type_=Money()), _ORDERS.c.charge),
+        currency=func.coalesce(
+            bindparam("new_currency", type_=String(CURRENCY_LENGTH)), _ORDERS.c.currency
+        ),
+        next_poll_at=bindparam("new_next_poll_at", type_=UTCDateTime()),
+        poll_active=bindparam("new_poll_active", type_=Boolean),
+        lease_owner=bindparam("written_by"),
+        lease_until=None,
+        updated_at=bindparam("new_updated_at", type_=UTCDateTime()),
+    )
+)
+_RELEASE_WRITTEN = (
+    update(_ORDERS)
+    .where(
+        _ORDERS.c.id.in_(bindparam("order_ids", expanding=True)),
+        _ORDERS.c.lease_owner == bindparam("written_by"),
+    )
+    .values(lease_owner=None)
+    .returning(_ORDERS.c.id)
 )
 
 
-async def record_quiet_updates(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Store new numbers (remains, start count, charge) of orders whose status is unchanged.
+@dataclass(frozen=True, slots=True)
+class OrderAnswer:
+    """What to write for one order: the status read before (the compare-and-set), the new
+    status, the numbers that moved (None: unchanged), when to ask again, whether to."""
 
-    Each row: order_id, old_status, new_remains, new_start_count, new_charge, new_currency,
-    new_next_poll_at. Nothing is announced for these, so one batched statement does.
-    """
-    if not rows:
-        return
+    order_id: int
+    old_status: str | None
+    status: str | None
+    remains: int | None
+    start_count: int | None
+    charge: Decimal | None
+    currency: str | None
+    next_poll_at: datetime
+    poll_active: bool
+
+
+async def record_answers(session: AsyncSession, answers: Sequence[OrderAnswer]) -> set[int]:
+    """Store the answers that change their orders and release those leases, in two statements
+    whatever their number; the ids whose compare-and-set won (the rest are untouched)."""
+    if not answers:
+        return set()
+    written_by = f"answer:{secrets.token_hex(16)}"  # no owner is ever spelled like this
     now = utcnow()
     connection = await session.connection()
-    await connection.execute(_QUIET_UPDATE, [{**row, "new_updated_at": now} for row in rows])
+    await connection.execute(
+        _ANSWER_UPDATE,
+        [
+            {
+                "order_id": answer.order_id,
+                "old_status": answer.old_status,
+                "new_status": answer.status,
+                "new_remains": answer.remains,
+                "new_start_count": answer.start_count,
+                "new_charge": answer.charge,
+                "new_currency": answer.currency,
+                "new_next_poll_at": answer.next_poll_at,
+                "new_poll_active": answer.poll_active,
+                "written_by": written_by,
+                "new_updated_at": now,
+            }
+            for answer in answers
+        ],
+    )
+    won = await connection.execute(
+        _RELEASE_WRITTEN,
+        {"order_ids": [answer.order_id for answer in answers], "written_by": written_by},
+    )
+    return set(won.scalars())
 
 
 async def mark_orders_missing(session: AsyncSession, order_ids: Iterable[int], owner: str) -> None:
@@ -241,8 +394,8 @@ async def mark_orders_missing(session: AsyncSession, order_ids: Iterable[int], o
     ids = list(order_ids)
     if ids:
         await session.execute(
-            update(Order)
-            .where(Order.id.in_(ids), Order.lease_owner == owner)
+            update(_ORDERS)
+            .where(_ORDERS.c.id.in_(ids), _ORDERS.c.lease_owner == owner)
             .values(
                 panel_missing=True,
                 poll_active=False,
@@ -250,7 +403,6 @@ async def mark_orders_missing(session: AsyncSession, order_ids: Iterable[int], o
                 lease_until=None,
                 updated_at=utcnow(),
             )
-            .execution_options(synchronize_session=False)
         )
 
 
@@ -285,9 +437,11 @@ async def claim_due_refills(
         .limit(limit),
         Refill,
     )
+    # Only the lease checked again, as in claim_due_orders (the due range would make SQLite
+    # walk the index instead of looking the picked ids up).
     result = await session.execute(
         update(Refill)
-        .where(Refill.id.in_(picked.scalar_subquery()), *_due(session, Refill, now))
+        .where(Refill.id.in_(picked.scalar_subquery()), leases.lease_is_free(session, Refill, now))
         .values(lease_owner=owner, lease_until=leases.lease_end(session, now, lease_seconds))
         .returning(Refill.id)
         .execution_options(synchronize_session=False)
@@ -372,12 +526,12 @@ async def _reschedule(
     schedule: Mapping[datetime, Iterable[int]],
     owner: str,
 ) -> None:
+    table = cast(Table, model.__table__)
     for next_poll_at, ids in schedule.items():
         await session.execute(
-            update(model)
-            .where(model.id.in_(list(ids)), model.lease_owner == owner)
+            update(table)
+            .where(table.c.id.in_(list(ids)), table.c.lease_owner == owner)
             .values(next_poll_at=next_poll_at, lease_owner=None, lease_until=None)
-            .execution_options(synchronize_session=False)
         )
 
 

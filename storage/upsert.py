@@ -6,12 +6,12 @@ built once: building one, with its `excluded` columns, cost more than running it
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -20,8 +20,11 @@ from sqlalchemy.sql.dml import Insert
 def _statement(
     dialect: str, table: Table, keys: tuple[str, ...], update: tuple[str, ...]
 ) -> Insert:
-    module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table)
+    # Imported on first use: the PostgreSQL dialect package (all its drivers) is 4 MiB that a
+    # bot on SQLite never needs.
+    package = "postgresql" if dialect == "postgresql" else "sqlite"
+    module = importlib.import_module(f"sqlalchemy.dialects.{package}")
+    statement: Any = module.insert(table)  # either dialect's Insert, with on_conflict_*
     if not update:
         result: Insert = statement.on_conflict_do_nothing(index_elements=list(keys))
     else:

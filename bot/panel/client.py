@@ -27,6 +27,7 @@ from bot.panel.models import (
     RefillResult,
     RefillStatusResult,
     Service,
+    decode_array,
     decode_json,
     error_text,
     read_balance,
@@ -444,19 +445,31 @@ def _decode(
         raise fail(f"HTTP {status} redirect (not followed)", action=action)
     if status >= 500 or status == 429:
         raise fail(f"HTTP {status}", action=action)
+    clean = partial(redact, secret=secret) if _may_hold(text, secret) else _unchanged
     try:
-        data = decode_json(text)
+        # The catalog is large: its items are read one by one (see DecodedOneByOne).
+        data = decode_array(text, clean) if action == "services" else clean(decode_json(text))
     except RecursionError:
         raise fail(f"JSON nested too deeply (HTTP {status})", action=action) from None
     except ValueError:
         kind = "HTML page" if text.lstrip()[:1] == "<" else "invalid JSON"
         raise fail(f"{kind} (HTTP {status})", action=action) from None
-    data = redact(data, secret)
     if isinstance(data, dict) and _is_refusal(action, data):
         raise PanelError(error_text(data["error"]), action=action)
     if status != 200:
         raise fail(f"HTTP {status}", action=action)
     return data
+
+
+def _unchanged(data: Any) -> Any:
+    return data
+
+
+def _may_hold(text: str, secret: str) -> bool:
+    """Whether a string decoded from `text` can contain `secret`. Without an escape in the
+    text every decoded string (keys too) is a piece of the text as it is, so a text that does
+    not contain the secret cannot hand it on, and needs no walk through every string."""
+    return bool(secret) and (secret in text or "\\" in text)
 
 
 def redact(data: Any, secret: str) -> Any:
