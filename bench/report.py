@@ -673,9 +673,8 @@ def polling_section(polling: PollingResult) -> list[str]:
         )
         if per_moved > 200:
             text += (
-                ", because every changed order gets an UPDATE of its own "
-                "(`record_order_status`'s compare-and-set): a statement built for that order, "
-                "its SQLAlchemy cache key computed, and a round trip to the SQLite thread"
+                ", because each order whose status changed is announced on its own: its "
+                "customer and refund read, its notices enqueued in the outbox"
             )
         limits.append(text + ".")
     if polling.profile is not None:
