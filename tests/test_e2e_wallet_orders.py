@@ -355,6 +355,7 @@ async def test_service_buttons_and_cards_show_the_customers_rate(tmp_path: Path)
 async def test_a_negative_rate_is_not_offered(tmp_path: Path) -> None:
     bot = await wallet_bot(tmp_path)
     try:
+        await services_of(bot).catalog.get()  # the load start-up began, before the change
         bot.sandbox.set_rate(2101, "-1")
         await services_of(bot).catalog.refresh()
         alice = bot.user(ALICE, "Alice")
