@@ -236,8 +236,8 @@ class Catalog:
         snapshot = self._snapshot
         if snapshot is None:
             return await asyncio.shield(self._load())
-        if self._loading is None and self._clock() >= self._due_at:
-            self._load()
+        if self._clock() >= self._due_at:
+            self._load()  # in the background (or joined, if one is in flight)
         return snapshot
 
     def load_soon(self) -> None:
@@ -273,8 +273,10 @@ class Catalog:
                 await asyncio.sleep(self._ttl)
 
     def _load(self, *, announce: bool = True) -> asyncio.Task[CatalogSnapshot]:
-        """The load in flight, or a new one: concurrent callers share one fetch."""
-        if self._loading is None:
+        """The load in flight, or a new one: concurrent callers share one fetch. A load that
+        has finished but whose callback has not run yet is not in flight: joining it would
+        hand a refresh the snapshot from before."""
+        if self._loading is None or self._loading.done():
             self._loading = asyncio.create_task(
                 self._fetch_snapshot(announce=announce), name="catalog-load"
             )
